@@ -1,0 +1,171 @@
+"""The model catalogue: data (a bundled YAML, replaceable with `--models`), loaded and checked once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from emulator.errors import ConfigError, ModelNotFound
+
+BUNDLED_MODELS = Path(__file__).parent / "data" / "models.yaml"
+MODALITIES = ("chat", "embedding", "image", "audio")
+STATUSES = ("active", "deprecated")
+WINDOWS = ("24h", "4h", "1h")
+
+#: route -> the modality a model must have to serve it.
+ROUTE_MODALITY = {
+    "/v1/inference/chat": "chat",
+    "/v1/inference/generate": "chat",
+    "/v1/inference/embed": "embedding",
+    "/v1/inference/images/generate": "image",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Model:
+    slug: str
+    display_name: str
+    modality: str
+    context_window: int
+    input_price_per_mtok: Decimal
+    output_price_per_mtok: Decimal
+    batch_discount: dict[str, Decimal]
+    status: str = "active"
+    max_output_tokens: int | None = None
+    dimensions: int | None = None
+    price_per_image: Decimal | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Catalogue:
+    """The models, in file order, by slug."""
+
+    def __init__(self, models: list[Model]) -> None:
+        self.models = models
+        self._by_slug = {m.slug: m for m in models}
+
+    def get(self, slug: str) -> Model:
+        model = self._by_slug.get(slug)
+        if model is None:
+            raise ModelNotFound(f"Model '{slug}' not found.")
+        return model
+
+    def find(self, slug: str) -> Model | None:
+        return self._by_slug.get(slug)
+
+    def list(self, modality: str | None = None, status: str | None = None) -> list[Model]:
+        return [
+            m
+            for m in self.models
+            if (modality is None or m.modality == modality) and (status is None or m.status == status)
+        ]
+
+
+def load_catalogue(path: Path | None = None) -> Catalogue:
+    """Read and check a catalogue file; any problem is a `ConfigError` naming file and model."""
+    path = path or BUNDLED_MODELS
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read models file: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("models"), list) or not doc["models"]:
+        raise ConfigError(f"{path}: expected a mapping with a non-empty 'models' list")
+    defaults = doc.get("defaults") or {}
+    if not isinstance(defaults, dict):
+        raise ConfigError(f"{path}: 'defaults' must be a mapping")
+    models = [_model(path, i, {**defaults, **_mapping(path, i, raw)}) for i, raw in enumerate(doc["models"])]
+    slugs = [m.slug for m in models]
+    dupes = sorted({s for s in slugs if slugs.count(s) > 1})
+    if dupes:
+        raise ConfigError(f"{path}: duplicate model slug(s): {', '.join(dupes)}")
+    return Catalogue(models)
+
+
+_KNOWN = {
+    "slug", "display_name", "modality", "status", "context_window", "max_output_tokens",
+    "dimensions", "input_price_per_mtok", "output_price_per_mtok", "price_per_image",
+    "batch_discount", "health_status", "active_backend_count", "total_backend_count",
+    "description",
+}  # fmt: skip
+
+
+def _mapping(path: Path, i: int, raw: Any) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: models[{i}] must be a mapping")
+    return raw
+
+
+def _model(path: Path, i: int, raw: dict[str, Any]) -> Model:
+    where = f"{path}: models[{i}] ({raw.get('slug', '?')})"
+    unknown = sorted(set(raw) - _KNOWN)
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s): {', '.join(unknown)}")
+    for key in ("slug", "modality", "context_window", "input_price_per_mtok", "output_price_per_mtok"):
+        if key not in raw:
+            raise ConfigError(f"{where}: missing required field '{key}'")
+    if raw["modality"] not in MODALITIES:
+        raise ConfigError(f"{where}: modality must be one of {', '.join(MODALITIES)}")
+    if raw.get("status", "active") not in STATUSES:
+        raise ConfigError(f"{where}: status must be one of {', '.join(STATUSES)}")
+    if raw["modality"] == "embedding" and not _positive_int(raw.get("dimensions")):
+        raise ConfigError(f"{where}: an embedding model needs a positive integer 'dimensions'")
+    if raw["modality"] == "chat" and not _positive_int(raw.get("max_output_tokens")):
+        raise ConfigError(f"{where}: a chat model needs a positive integer 'max_output_tokens'")
+    if not isinstance(raw["context_window"], int) or raw["context_window"] < 0:
+        raise ConfigError(f"{where}: context_window must be a non-negative integer")
+    discount = raw.get("batch_discount") or {}
+    if not isinstance(discount, dict) or set(discount) != set(WINDOWS):
+        raise ConfigError(f"{where}: batch_discount must give exactly {', '.join(WINDOWS)}")
+    extra = {
+        k: raw[k]
+        for k in ("health_status", "active_backend_count", "total_backend_count", "description")
+        if k in raw
+    }
+    return Model(
+        slug=str(raw["slug"]),
+        display_name=str(raw.get("display_name") or raw["slug"]),
+        modality=raw["modality"],
+        status=raw.get("status", "active"),
+        context_window=raw["context_window"],
+        max_output_tokens=raw.get("max_output_tokens"),
+        dimensions=raw.get("dimensions"),
+        input_price_per_mtok=_decimal(where, "input_price_per_mtok", raw["input_price_per_mtok"]),
+        output_price_per_mtok=_decimal(where, "output_price_per_mtok", raw["output_price_per_mtok"]),
+        price_per_image=(
+            _decimal(where, "price_per_image", raw["price_per_image"])
+            if raw.get("price_per_image") is not None
+            else None
+        ),
+        batch_discount={w: _fraction(where, w, discount[w]) for w in WINDOWS},
+        extra=extra,
+    )
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _decimal(where: str, key: str, value: Any) -> Decimal:
+    # Prices are decimal strings on the wire; floats in YAML would round, so they are refused.
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: {key} must be a decimal string such as \"2.50\"")
+    try:
+        out = Decimal(value)
+    except InvalidOperation as exc:
+        raise ConfigError(f"{where}: {key} is not a decimal: {value!r}") from exc
+    if not out.is_finite() or out < 0:
+        raise ConfigError(f"{where}: {key} must be a non-negative decimal")
+    return out
+
+
+def _fraction(where: str, window: str, value: Any) -> Decimal:
+    out = _decimal(where, f"batch_discount.{window}", value)
+    if out > 1:
+        raise ConfigError(f"{where}: batch_discount.{window} must be between 0 and 1")
+    return out
