@@ -1,0 +1,1 @@
+"""HTTP glue: each handler parses, calls one domain function, and renders."""

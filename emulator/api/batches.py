@@ -1,0 +1,58 @@
+"""Batch routes: submit, list, status, cancel, and the pre-signed results download."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from emulator import wire
+from emulator.api.http import JSON, caller, core_of, json_body
+
+
+def _base(request: Request) -> str:
+    return str(request.base_url)
+
+
+async def create_batch(request: Request) -> Response:
+    principal = caller(request, "models:use")
+    body = await json_body(request)
+    core = core_of(request)
+    batch = await core.batches.create_batch(principal.tenant_id, body)
+    return JSON(wire.ok(core.batches.to_wire(batch, _base(request))))
+
+
+async def list_batches(request: Request) -> Response:
+    principal = caller(request, "models:use")
+    core = core_of(request)
+    q = request.query_params
+    rows, more = await core.batches.list_batches(
+        principal.tenant_id,
+        limit=wire.parse_limit(q.get("limit")),
+        before_seq=wire.decode_cursor(q.get("cursor")),
+        status=q.get("status"),
+    )
+    cursor = wire.encode_cursor(rows[-1].seq) if more and rows else None
+    return JSON(wire.page([core.batches.to_wire(b, _base(request)) for b in rows], more, cursor))
+
+
+async def get_batch(request: Request) -> Response:
+    principal = caller(request, "models:use")
+    core = core_of(request)
+    batch = await core.batches.get_batch(principal.tenant_id, request.path_params["batch_id"])
+    return JSON(wire.ok(core.batches.to_wire(batch, _base(request))))
+
+
+async def cancel_batch(request: Request) -> Response:
+    principal = caller(request, "models:use")
+    core = core_of(request)
+    batch = await core.batches.cancel_batch(principal.tenant_id, request.path_params["batch_id"])
+    return JSON(wire.ok(core.batches.to_wire(batch, _base(request))))
+
+
+async def get_results(request: Request) -> Response:
+    """No Authorization: the link's signature and expiry (emulator clock) are the credential."""
+    q = request.query_params
+    stream = await core_of(request).batches.open_results(
+        request.path_params["batch_id"], request.url.path, q.get("expires"), q.get("signature")
+    )
+    return StreamingResponse(stream, media_type="application/jsonl")

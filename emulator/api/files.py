@@ -1,0 +1,97 @@
+"""File routes: multipart upload (streamed), list, get, content, delete."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from emulator import wire
+from emulator.api.http import JSON, caller, core_of
+from emulator.errors import ValidationError
+from emulator.files import CHUNK_BYTES, PURPOSES
+
+
+async def _read(upload: UploadFile) -> AsyncIterator[bytes]:
+    while chunk := await upload.read(CHUNK_BYTES):
+        yield chunk
+
+
+def _purpose(value: object) -> str:
+    purpose = "batch" if value is None else value
+    if not isinstance(purpose, str) or purpose not in PURPOSES:
+        raise ValidationError(
+            "Invalid purpose.",
+            details=[{"field": "purpose", "message": f"must be one of {', '.join(PURPOSES)}"}],
+        )
+    return purpose
+
+
+async def create_file(request: Request) -> Response:
+    principal = caller(request, "models:use")
+    # Starlette spools multipart parts over 1 MiB to a temporary file, so a large upload is never
+    # held in memory; it is then copied into the store chunk by chunk.
+    try:
+        form = await request.form(max_files=1, max_fields=10)
+    except Exception as exc:  # the multipart parser's errors carry no common base class
+        raise ValidationError(
+            "Expected a multipart/form-data body with a 'file' field.",
+            details=[{"field": "file", "message": str(exc) or type(exc).__name__}],
+        ) from None
+    async with form:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise ValidationError(
+                "Missing file.",
+                details=[{"field": "file", "message": "a file part named 'file' is required"}],
+            )
+        record = await core_of(request).files.create_file(
+            principal.tenant_id,
+            upload.filename or "upload.jsonl",
+            _purpose(form.get("purpose")),
+            _read(upload),
+        )
+    return JSON(wire.ok(wire.file(record)))
+
+
+async def list_files(request: Request) -> Response:
+    principal = caller(request, "models:use")
+    q = request.query_params
+    rows, more = await core_of(request).files.list_files(
+        principal.tenant_id,
+        wire.parse_limit(q.get("limit")),
+        wire.decode_cursor(q.get("cursor")),
+        _purpose(q["purpose"]) if "purpose" in q else None,
+    )
+    cursor = wire.encode_cursor(rows[-1].seq) if more and rows else None
+    return JSON(wire.page([wire.file(f) for f in rows], more, cursor))
+
+
+async def get_file(request: Request) -> Response:
+    principal = caller(request, "models:use")
+    f = await core_of(request).files.get_file(principal.tenant_id, request.path_params["file_id"])
+    return JSON(wire.ok(wire.file(f)))
+
+
+async def get_file_content(request: Request) -> Response:
+    principal = caller(request, "models:use")
+    files = core_of(request).files
+    f = await files.get_file(principal.tenant_id, request.path_params["file_id"])
+    return StreamingResponse(
+        files.content(f),
+        media_type="application/octet-stream",
+        headers={
+            "Content-Length": str(f.bytes),
+            "Content-Disposition": f'attachment; filename="{f.filename}"',
+        },
+    )
+
+
+async def delete_file(request: Request) -> Response:
+    principal = caller(request, "models:use")
+    f = await core_of(request).files.delete_file(
+        principal.tenant_id, request.path_params["file_id"]
+    )
+    return JSON(wire.ok({"id": f.id, "object": "file", "deleted": True}))

@@ -1,0 +1,137 @@
+"""HTTP plumbing shared by every route: JSON responses, body parsing, the request context
+middleware (request id, journal, last-resort error envelope) and the one error renderer."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from emulator import wire
+from emulator.errors import (
+    EmulatorError,
+    InternalError,
+    MethodNotAllowed,
+    RouteNotFound,
+    ValidationError,
+)
+from emulator.tenancy import Principal
+
+if TYPE_CHECKING:
+    from emulator.core import Emulator
+
+log = logging.getLogger("emulator")
+
+
+class JSON(Response):
+    """A JSON response rendered with orjson (several times faster than the stdlib encoder)."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def core_of(request: Request) -> Emulator:
+    core: Emulator = request.app.state.core
+    return core
+
+
+def caller(request: Request, permission: str) -> Principal:
+    """Authenticate the request and check the permission its route needs."""
+    principal = core_of(request).tenancy.authenticate(request.headers.get("authorization"))
+    request.scope["state"]["tenant_id"] = principal.tenant_id
+    principal.require(permission)
+    return principal
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    """The body as a JSON object, or a 422 that says what is wrong with it."""
+    raw = await request.body()
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ValidationError(
+            "Request body is not valid JSON.",
+            details=[{"message": f"invalid JSON at byte {exc.pos}: {exc.msg}"}],
+        ) from None
+    if not isinstance(body, dict):
+        raise ValidationError(
+            "Request body must be a JSON object.",
+            details=[{"message": f"got a JSON {type(body).__name__}, expected an object"}],
+        )
+    return body
+
+
+def render_error(err: EmulatorError, request_id: str) -> Response:
+    headers = {**err.headers}
+    if err.retry_after is not None:
+        headers.setdefault("Retry-After", str(err.retry_after))
+    return JSON(wire.error(err, request_id), status_code=err.status, headers=headers)
+
+
+async def on_emulator_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, EmulatorError)
+    return render_error(exc, request.scope["state"]["request_id"])
+
+
+async def on_http_exception(request: Request, exc: Exception) -> Response:
+    """Starlette's router raises HTTPException for unknown routes and wrong methods."""
+    assert isinstance(exc, HTTPException)
+    err: EmulatorError
+    if exc.status_code == 405:
+        err = MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}.")
+        err.headers = dict(exc.headers or {})
+    elif exc.status_code == 404:
+        err = RouteNotFound(f"No route {request.method} {request.url.path}.")
+    else:
+        err = EmulatorError(str(exc.detail), status=exc.status_code, code="BAD_REQUEST")
+    return render_error(err, request.scope["state"]["request_id"])
+
+
+class RequestContext:
+    """Outermost middleware: gives each request an id, answers `X-Request-ID`, journals the
+    exchange, and turns any unexpected exception into `INTERNAL_ERROR` in the envelope."""
+
+    def __init__(self, app: ASGIApp, core: Emulator) -> None:
+        self.app = app
+        self.core = core
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        core = self.core
+        request_id = core.ids.request_id()
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        header = (b"x-request-id", request_id.encode())
+        status = 500
+        started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                started = True
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), header]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception as exc:  # the last line of defence: never a bare 500 with a trace
+            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            if started:
+                raise
+            status = 500
+            response = render_error(
+                InternalError(f"Internal error ({type(exc).__name__})."), request_id
+            )
+            await response(scope, receive, send_with_id)
+        finally:
+            core.journal.record(scope, status, state.get("tenant_id"), request_id)

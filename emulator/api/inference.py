@@ -1,0 +1,61 @@
+"""Live inference routes: chat (plain and SSE), generate, embed, images, and image content."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from emulator import wire
+from emulator.api.http import JSON, caller, core_of, json_body
+from emulator.engine import png_for
+
+
+async def _infer(request: Request, route: str) -> Response:
+    caller(request, "models:use")
+    body = await json_body(request)
+    return JSON(wire.ok(core_of(request).infer(route, body)))
+
+
+async def chat(request: Request) -> Response:
+    caller(request, "models:use")
+    body = await json_body(request)
+    core = core_of(request)
+    if body.get("stream") is True:
+        return StreamingResponse(_sse(core.infer_stream(body)), media_type="text/event-stream")
+    return JSON(wire.ok(core.infer("/v1/inference/chat", body)))
+
+
+async def _sse(chunks: list[dict[str, object]]) -> AsyncIterator[bytes]:
+    # Chunks are computed (and validated) before the response starts, so a bad request is a
+    # normal 4xx envelope, never an error half-way through a 200 stream.
+    for chunk in chunks:
+        yield b"data: " + orjson.dumps(chunk) + b"\n\n"
+    yield b"data: [DONE]\n\n"
+
+
+async def generate(request: Request) -> Response:
+    return await _infer(request, "/v1/inference/generate")
+
+
+async def embed(request: Request) -> Response:
+    return await _infer(request, "/v1/inference/embed")
+
+
+async def images_generate(request: Request) -> Response:
+    return await _infer(request, "/v1/inference/images/generate")
+
+
+async def image_content(request: Request) -> Response:
+    """A pre-signed image link: no Authorization header, expiry on the emulator clock."""
+    core = core_of(request)
+    digest = request.path_params["digest"]
+    core.signer.verify(
+        request.url.path,
+        request.query_params.get("expires"),
+        request.query_params.get("signature"),
+        core.clock.now(),
+    )
+    return Response(png_for(digest), media_type="image/png")

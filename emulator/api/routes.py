@@ -1,0 +1,33 @@
+"""The route table: every endpoint the emulator serves, in one list."""
+
+from __future__ import annotations
+
+from starlette.routing import Route
+
+from emulator.api import batches, control, files, inference, models
+
+ROUTES: list[Route] = [
+    # models
+    Route("/v1/models", models.list_models, methods=["GET"]),
+    Route("/v1/models/{slug:path}", models.get_model, methods=["GET"]),
+    # live inference
+    Route("/v1/inference/chat", inference.chat, methods=["POST"]),
+    Route("/v1/inference/generate", inference.generate, methods=["POST"]),
+    Route("/v1/inference/embed", inference.embed, methods=["POST"]),
+    Route("/v1/inference/images/generate", inference.images_generate, methods=["POST"]),
+    Route("/v1/inference/images/{digest:str}.png", inference.image_content, methods=["GET"]),
+    # batches
+    Route("/v1/inference/batch", batches.create_batch, methods=["POST"]),
+    Route("/v1/inference/batch", batches.list_batches, methods=["GET"]),
+    Route("/v1/inference/batch/{batch_id}", batches.get_batch, methods=["GET"]),
+    Route("/v1/inference/batch/{batch_id}/cancel", batches.cancel_batch, methods=["POST"]),
+    Route("/v1/inference/batch/{batch_id}/results", batches.get_results, methods=["GET"]),
+    # files
+    Route("/v1/files", files.create_file, methods=["POST"]),
+    Route("/v1/files", files.list_files, methods=["GET"]),
+    Route("/v1/files/{file_id}", files.get_file, methods=["GET"]),
+    Route("/v1/files/{file_id}", files.delete_file, methods=["DELETE"]),
+    Route("/v1/files/{file_id}/content", files.get_file_content, methods=["GET"]),
+    # control plane
+    Route("/_emulator/health", control.health, methods=["GET"]),
+]

@@ -1,0 +1,219 @@
+"""Batches: submit, list, status, cancel and results. Processing itself is `emulator.worker`'s."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import itertools
+import posixpath
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from emulator import wire
+from emulator.catalogue import WINDOWS
+from emulator.errors import BatchNotCancellable, BatchNotFound, QuotaExceeded, ValidationError
+from emulator.records import BatchRecord, FileRecord
+from emulator.sources import iter_source, scheme_of
+from emulator.status import BatchStatus, is_final
+
+if TYPE_CHECKING:
+    from emulator.core import Emulator
+
+WINDOW_SECONDS = {"24h": 24 * 3600, "4h": 4 * 3600, "1h": 3600}
+#: the discount shown on a batch before any request is priced (the bundled models' defaults)
+WINDOW_DISCOUNT = {"24h": "0.50", "4h": "0.30", "1h": "0.15"}
+MAX_BASE64_BYTES = 10 * 1024 * 1024
+RESULTS_URL_TTL = 3600
+_METADATA_LIMITS = (16, 64, 512)  # keys, key length, value length (as OpenAI's batch metadata)
+
+
+def _invalid(field: str, message: str) -> ValidationError:
+    return ValidationError(
+        f"Invalid {field}: {message}.", details=[{"field": field, "message": message}]
+    )
+
+
+def check_submission(body: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    """The window and metadata of a submit body, or a 422 naming the field."""
+    has_url = body.get("input_file_url") is not None
+    has_b64 = body.get("input_file_base64") is not None
+    if has_url == has_b64:
+        raise ValidationError(
+            "Give exactly one of input_file_url and input_file_base64.",
+            details=[{"field": "input_file_url", "message": "exactly one input is required"}],
+        )
+    for name in ("input_file_url", "input_file_base64"):
+        if body.get(name) is not None and not isinstance(body[name], str):
+            raise _invalid(name, "must be a string")
+    window = body.get("endpoint_completion_window", "24h")
+    if window not in WINDOWS:
+        raise _invalid("endpoint_completion_window", f"must be one of {', '.join(WINDOWS)}")
+    return window, check_metadata(body.get("metadata"))
+
+
+def check_metadata(metadata: Any) -> dict[str, str]:
+    if metadata is None:
+        return {}
+    keys, key_len, value_len = _METADATA_LIMITS
+    if not isinstance(metadata, dict):
+        raise _invalid("metadata", "must be an object")
+    if len(metadata) > keys:
+        raise _invalid("metadata", f"at most {keys} keys")
+    for key, value in metadata.items():
+        if len(key) > key_len:
+            raise _invalid("metadata", f"key '{key[:20]}...' is longer than {key_len} characters")
+        if not isinstance(value, str) or len(value) > value_len:
+            raise _invalid(
+                "metadata", f"value of '{key}' must be a string of at most {value_len} characters"
+            )
+    return metadata
+
+
+def decode_base64(text: str) -> bytes:
+    if len(text) > MAX_BASE64_BYTES * 4 // 3 + 4:
+        raise _invalid(
+            "input_file_base64", "inline input is limited to 10 MB; upload a file instead"
+        )
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise _invalid("input_file_base64", "not valid base64") from None
+    if len(data) > MAX_BASE64_BYTES:
+        raise _invalid(
+            "input_file_base64", "inline input is limited to 10 MB; upload a file instead"
+        )
+    return data
+
+
+async def _one(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+class Batches:
+    def __init__(self, core: Emulator) -> None:
+        self.core = core
+        self.store = core.store
+        self._seq = itertools.count(1)
+
+    async def start(self) -> None:
+        self._seq = itertools.count(await self.store.max_seq("batches") + 1)
+
+    def reset_sequence(self) -> None:
+        self._seq = itertools.count(1)
+
+    # --- submit --------------------------------------------------------------------------------
+
+    async def create_batch(
+        self, tenant_id: str, body: dict[str, Any], scenario: str | None = None
+    ) -> BatchRecord:
+        window, metadata = check_submission(body)
+        settings = self.core.settings
+        active = await self.store.count_active_batches(tenant_id)
+        if active >= settings.max_active_batches:
+            raise QuotaExceeded(
+                f"Concurrent batch limit reached: {active} of {settings.max_active_batches} "
+                "batches are pending or processing."
+            )
+        source, input_file = await self._input(tenant_id, body)
+        if input_file.line_count > settings.max_requests_per_batch:
+            raise QuotaExceeded(
+                f"Input has {input_file.line_count} requests; the per-batch limit is "
+                f"{settings.max_requests_per_batch}."
+            )
+        now = self.core.clock.now()
+        seq = next(self._seq)
+        batch = BatchRecord(
+            seq=seq,
+            id=self.core.ids.make("batch_", "batch", seq),
+            tenant_id=tenant_id,
+            status=BatchStatus.PENDING,
+            completion_window=window,
+            input_file_id=input_file.id,
+            input_file_url=source or f"scaigrid://file/{input_file.id}",
+            metadata=metadata,
+            total_count=input_file.line_count,
+            created_at=now,
+            expires_at=now + WINDOW_SECONDS[window],
+            scenario=scenario,
+            extra={"discount": WINDOW_DISCOUNT[window]},
+        )
+        await self.store.insert_batch(batch)
+        self.core.worker.kick()
+        return batch
+
+    async def _input(self, tenant_id: str, body: dict[str, Any]) -> tuple[str | None, FileRecord]:
+        """The stored input file, and the URL it came from (None for inline base64)."""
+        files = self.core.files
+        if body.get("input_file_base64") is not None:
+            data = decode_base64(body["input_file_base64"])
+            return None, await files.create_file(tenant_id, "input.jsonl", "batch", _one(data))
+        url: str = body["input_file_url"]
+        if scheme_of(url) == "scaigrid":
+            file_id = url.removeprefix("scaigrid://file/")
+            if file_id == url or not file_id:
+                raise _invalid(
+                    "input_file_url", "scaigrid:// URLs look like scaigrid://file/{file_id}"
+                )
+            found = await files.get_file(tenant_id, file_id)
+            if found.bytes > self.core.settings.max_input_bytes:
+                raise QuotaExceeded(
+                    f"Input file is over the {self.core.settings.max_input_bytes}-byte limit."
+                )
+            return url, found
+        name = posixpath.basename(urlsplit(url).path) or "input.jsonl"
+        chunks = iter_source(url, self.core.source_config, self.core.http)
+        return url, await files.create_file(tenant_id, name, "batch", chunks)
+
+    # --- read ----------------------------------------------------------------------------------
+
+    async def get_batch(self, tenant_id: str, batch_id: str) -> BatchRecord:
+        found = await self.store.get_batch(tenant_id, batch_id)
+        if found is None:
+            raise BatchNotFound(f"Batch '{batch_id}' not found.")
+        return found
+
+    async def list_batches(
+        self, tenant_id: str, limit: int, before_seq: int | None, status: str | None
+    ) -> tuple[list[BatchRecord], bool]:
+        if status is not None and status not in BatchStatus.__members__.values():
+            raise _invalid("status", f"must be one of {', '.join(s.value for s in BatchStatus)}")
+        rows = await self.store.list_batches(tenant_id, limit + 1, before_seq, status)
+        return rows[:limit], len(rows) > limit
+
+    # --- cancel --------------------------------------------------------------------------------
+
+    async def cancel_batch(self, tenant_id: str, batch_id: str) -> BatchRecord:
+        batch = await self.get_batch(tenant_id, batch_id)
+        if is_final(batch.status):
+            raise BatchNotCancellable(f"Batch '{batch_id}' is already {batch.status}.")
+        return await self.core.worker.cancel(batch)
+
+    # --- results -------------------------------------------------------------------------------
+
+    def results_link(self, batch: BatchRecord, base_url: str) -> tuple[str | None, float | None]:
+        """A fresh pre-signed results URL (and its expiry) for a finished batch; else (None, None)."""
+        if batch.status not in (BatchStatus.COMPLETED, BatchStatus.CANCELLED):
+            return None, None
+        expires = int(self.core.clock.now()) + RESULTS_URL_TTL
+        path = f"/v1/inference/batch/{batch.id}/results"
+        return f"{base_url.rstrip('/')}{path}?{self.core.signer.query(path, expires)}", float(
+            expires
+        )
+
+    def to_wire(self, batch: BatchRecord, base_url: str) -> dict[str, Any]:
+        return wire.batch(batch, *self.results_link(batch, base_url))
+
+    async def open_results(
+        self, batch_id: str, path: str, expires: str | None, signature: str | None
+    ) -> AsyncIterator[bytes]:
+        """Check a pre-signed link and return the results stream (JSONL, input order)."""
+        self.core.signer.verify(path, expires, signature, self.core.clock.now())
+        batch = await self.store.get_batch_any(batch_id)
+        if batch is None:
+            raise BatchNotFound(f"Batch '{batch_id}' not found.")
+        return self._results(batch.seq)
+
+    async def _results(self, batch_seq: int) -> AsyncIterator[bytes]:
+        async for rows in self.store.iter_results(batch_seq):
+            yield b"".join(wire.result_line(cid, ok, payload) for cid, ok, payload in rows)

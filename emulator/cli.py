@@ -1,0 +1,98 @@
+"""The `scaigrid-emulator` command: `serve` runs the emulator; `scenario check` lints a scenario."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import os
+import socket
+import sys
+from collections.abc import Mapping, Sequence
+
+from emulator import __version__
+from emulator.errors import ConfigError
+from emulator.settings import Settings, add_arguments, build_settings
+
+log = logging.getLogger("emulator")
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="scaigrid-emulator",
+        description="A local emulator of ScaiGrid's Batch Inference API.",
+    )
+    top.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = top.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser(
+        "serve",
+        help="run the emulator",
+        description="Run the emulator. Every option can also be set with its environment variable.",
+    )
+    add_arguments(serve)
+    return top
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        settings = build_settings(vars(args), os.environ if env is None else env)
+    except ConfigError as exc:
+        print(f"scaigrid-emulator: error: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "serve":
+        return serve(settings)
+    return 2  # pragma: no cover - argparse rejects unknown commands
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(settings: Settings) -> int:
+    import uvicorn
+
+    from emulator.app import create_app
+    from emulator.core import Emulator
+
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if not is_loopback(settings.host) and not settings.admin_token:
+        log.warning(
+            "serving on %s without --admin-token: anyone who can reach this port can reset the "
+            "emulator and move its clock",
+            settings.host,
+        )
+    # Bind first so that `--port 0` knows its real port before URLs are minted from it.
+    sock = _bind(settings.host, settings.port)
+    settings = settings.replace(port=sock.getsockname()[1])
+    try:
+        core = Emulator(settings)
+    except ConfigError as exc:
+        sock.close()
+        print(f"scaigrid-emulator: error: {exc}", file=sys.stderr)
+        return 2
+    config = uvicorn.Config(
+        create_app(core=core, owned=True),
+        log_level=settings.log_level,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
+    print(f"scaigrid-emulator {__version__} listening on {settings.base_url}", flush=True)
+    uvicorn.Server(config).run(sockets=[sock])
+    return 0
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock

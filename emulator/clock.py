@@ -1,0 +1,125 @@
+"""The one emulator clock. Every timestamp, window, latency, URL expiry and retry reads it.
+
+Modes: `real` (wall time, plus whatever was advanced), `scaled` (N emulator seconds per real
+second) and `frozen` (moves only when advanced). Time is a float of Unix seconds internally; the
+wire sees ISO-8601 with milliseconds and `Z` (native) or integer seconds (OpenAI view).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from emulator.errors import ValidationError
+
+MODES = ("real", "scaled", "frozen")
+
+
+def parse_instant(value: str) -> datetime:
+    """An ISO-8601 instant; a naive one is taken as UTC."""
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ValueError(f"not an ISO-8601 instant: {value!r}") from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def iso(ts: float) -> str:
+    """ISO-8601 UTC with milliseconds and `Z`, as ScaiGrid's timestamps are written."""
+    dt = datetime.fromtimestamp(ts, UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def iso_or_none(ts: float | None) -> str | None:
+    return None if ts is None else iso(ts)
+
+
+class Clock:
+    """A settable, advanceable clock. `now()` is cheap: it is on every request's path."""
+
+    def __init__(
+        self,
+        mode: str = "real",
+        scale: float = 1.0,
+        start: datetime | None = None,
+        *,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self._wall = wall
+        self._listeners: list[Callable[[], None]] = []
+        self._set(mode, scale, start.timestamp() if start else wall())
+
+    # --- reading -------------------------------------------------------------------------------
+
+    def now(self) -> float:
+        if self.mode == "frozen":
+            return self._anchor_emu
+        return self._anchor_emu + (self._wall() - self._anchor_wall) * self.scale
+
+    def real_seconds_until(self, instant: float) -> float | None:
+        """How long real time must pass for the clock to reach `instant`; None if it never will."""
+        delta = instant - self.now()
+        if delta <= 0:
+            return 0.0
+        if self.mode == "frozen":
+            return None
+        return delta / self.scale
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"now": iso(self.now()), "mode": self.mode, "scale": self.scale}
+
+    # --- changing ------------------------------------------------------------------------------
+
+    def advance(self, seconds: float) -> None:
+        """Move forward by `seconds` of emulator time (never backwards)."""
+        if not seconds >= 0:  # also refuses NaN
+            raise ValidationError(
+                "The clock only moves forward.",
+                details=[{"field": "seconds", "message": "must be a non-negative number"}],
+            )
+        self._anchor_emu += seconds
+        self._notify()
+
+    def configure(
+        self, mode: str | None = None, scale: float | None = None, start: datetime | None = None
+    ) -> None:
+        """Change mode/scale, and optionally jump to `start` (which may not be in the past)."""
+        now = self.now()
+        target = now
+        if start is not None:
+            target = start.timestamp()
+            if target < now:
+                raise ValidationError(
+                    "The clock only moves forward.",
+                    details=[{"field": "start", "message": f"{iso(target)} is before {iso(now)}"}],
+                )
+        self._set(mode or self.mode, scale if scale is not None else self.scale, target)
+        self._notify()
+
+    def subscribe(self, listener: Callable[[], None]) -> None:
+        """Call `listener` after every advance or reconfiguration (the worker wakes on it)."""
+        self._listeners.append(listener)
+
+    # --- internals -----------------------------------------------------------------------------
+
+    def _set(self, mode: str, scale: float, emu: float) -> None:
+        if mode not in MODES:
+            raise ValidationError(
+                "Unknown clock mode.",
+                details=[{"field": "mode", "message": f"must be one of {', '.join(MODES)}"}],
+            )
+        if not scale > 0:
+            raise ValidationError(
+                "Clock scale must be positive.",
+                details=[{"field": "scale", "message": "must be a number > 0"}],
+            )
+        self.mode = mode
+        self.scale = float(scale) if mode == "scaled" else 1.0
+        self._anchor_emu = emu
+        self._anchor_wall = self._wall()
+
+    def _notify(self) -> None:
+        for listener in self._listeners:
+            listener()

@@ -1,0 +1,124 @@
+"""Files: the one store behind `/v1/files`, `scaigrid://file/{id}` and (later) OpenAI's `/files`.
+
+Content is streamed into SQLite in 1 MiB chunks as it arrives, hashed and line-counted on the way,
+so an upload of any size is never held in memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+from emulator.errors import FileNotFound, QuotaExceeded
+from emulator.records import FileRecord
+
+if TYPE_CHECKING:
+    from emulator.core import Emulator
+
+CHUNK_BYTES = 1 << 20
+CHUNKS_PER_WRITE = 8
+PURPOSES = ("batch", "batch_output", "user_data", "assistants", "fine-tune", "vision", "evals")
+
+
+class LineCounter:
+    """Counts lines that hold something other than white space, across chunk boundaries."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._open = False  # the current (unterminated) line has content
+
+    def feed(self, chunk: bytes) -> None:
+        lines = chunk.split(b"\n")
+        for i, line in enumerate(lines):
+            if line.strip():
+                self._open = True
+            if i < len(lines) - 1:  # a newline ends the current line
+                self.count += self._open
+                self._open = False
+
+    def total(self) -> int:
+        return self.count + self._open
+
+
+class Files:
+    def __init__(self, core: Emulator) -> None:
+        self.core = core
+        self.store = core.store
+        self._seq = itertools.count(1)
+
+    async def start(self) -> None:
+        self._seq = itertools.count(await self.store.max_seq("files") + 1)
+
+    def reset_sequence(self) -> None:
+        self._seq = itertools.count(1)
+
+    async def create_file(
+        self,
+        tenant_id: str,
+        filename: str,
+        purpose: str,
+        chunks: AsyncIterator[bytes],
+        max_bytes: int | None = None,
+    ) -> FileRecord:
+        """Stream `chunks` into a new file; over `max_bytes` is `QUOTA_EXCEEDED` and stores nothing."""
+        limit = max_bytes or self.core.settings.max_input_bytes
+        seq = next(self._seq)
+        digest, lines, size = hashlib.sha256(), LineCounter(), 0
+        pending, batch, n = bytearray(), [], 0
+        try:
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > limit:
+                    raise QuotaExceeded(f"Input file is over the {limit}-byte limit.")
+                digest.update(chunk)
+                lines.feed(chunk)
+                pending += chunk
+                while len(pending) >= CHUNK_BYTES:
+                    batch.append((n, bytes(pending[:CHUNK_BYTES])))
+                    del pending[:CHUNK_BYTES]
+                    n += 1
+                if len(batch) >= CHUNKS_PER_WRITE:
+                    await self.store.insert_file_chunks(seq, batch)
+                    batch = []
+            if pending:
+                batch.append((n, bytes(pending)))
+            if batch:
+                await self.store.insert_file_chunks(seq, batch)
+        except BaseException:
+            await self.store.delete_file_chunks(seq)
+            raise
+        record = FileRecord(
+            seq=seq,
+            id=self.core.ids.make("file-", "file", seq),
+            tenant_id=tenant_id,
+            filename=filename,
+            purpose=purpose,
+            bytes=size,
+            line_count=lines.total(),
+            sha256=digest.hexdigest(),
+            created_at=self.core.clock.now(),
+        )
+        await self.store.insert_file(record)
+        return record
+
+    async def get_file(self, tenant_id: str, file_id: str) -> FileRecord:
+        found = await self.store.get_file(tenant_id, file_id)
+        if found is None:
+            raise FileNotFound(f"File '{file_id}' not found.")
+        return found
+
+    async def list_files(
+        self, tenant_id: str, limit: int, before_seq: int | None, purpose: str | None = None
+    ) -> tuple[list[FileRecord], bool]:
+        rows = await self.store.list_files(tenant_id, limit + 1, before_seq, purpose)
+        return rows[:limit], len(rows) > limit
+
+    async def delete_file(self, tenant_id: str, file_id: str) -> FileRecord:
+        found = await self.get_file(tenant_id, file_id)
+        await self.store.delete_file(found)
+        return found
+
+    def content(self, f: FileRecord) -> AsyncIterator[bytes]:
+        return self.store.iter_file_chunks(f.seq)

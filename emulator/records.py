@@ -1,0 +1,81 @@
+"""Stored state as typed records: what the store returns and the domain works on.
+
+How a record looks on the wire is `emulator.wire`'s business, not this module's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+
+@dataclass(slots=True)
+class FileRecord:
+    seq: int
+    id: str
+    tenant_id: str
+    filename: str
+    purpose: str
+    bytes: int
+    line_count: int
+    sha256: str
+    created_at: float
+
+
+@dataclass(slots=True)
+class BatchRecord:
+    seq: int
+    id: str
+    tenant_id: str
+    status: str
+    completion_window: str
+    input_file_id: str
+    input_file_url: str
+    metadata: dict[str, str]
+    total_count: int
+    created_at: float
+    expires_at: float
+    completed_count: int = 0
+    failed_count: int = 0
+    started_at: float | None = None
+    completed_at: float | None = None
+    cancelled_at: float | None = None
+    failed_at: float | None = None
+    error: dict[str, Any] | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_live: Decimal = Decimal(0)
+    cost_amount: Decimal = Decimal(0)
+    scenario: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def done_count(self) -> int:
+        return self.completed_count + self.failed_count
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    """One line of a batch's input, as parsed at validation time; `idx` is its 0-based position
+    among the batch's requests, `line` its 1-based line number in the file."""
+
+    idx: int
+    line: int
+    custom_id: str
+    url: str
+    body: Any
+
+
+@dataclass(slots=True)
+class ResultRecord:
+    """One result line: `payload` is the response data object (ok) or the error object, as JSON."""
+
+    idx: int
+    custom_id: str
+    ok: bool
+    payload: bytes
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_live: Decimal = Decimal(0)
+    cost_amount: Decimal = Decimal(0)

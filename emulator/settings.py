@@ -1,0 +1,177 @@
+"""Settings, declared once as a table: each row gives the CLI flag, the environment variable, the
+default and the help text. `serve --help` and the README's settings table are generated from it.
+
+Precedence: command-line flag > `SCAIGRID_EMULATOR_<NAME>` environment variable > default. Settings
+are built once (by the CLI or a test fixture) and passed in; nothing reads the environment later.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from emulator.errors import ConfigError
+
+ENV_PREFIX = "SCAIGRID_EMULATOR_"
+DEFAULT_DB = "scaigrid-emulator.db"
+
+
+def _path(value: str) -> Path:
+    return Path(value).expanduser()
+
+
+def _clock_mode(value: str) -> str:
+    if value not in ("real", "scaled", "frozen"):
+        raise ValueError("must be real, scaled or frozen")
+    return value
+
+
+def _instant(value: str) -> datetime:
+    from emulator.clock import parse_instant
+
+    return parse_instant(value)
+
+
+def _positive_int(value: str) -> int:
+    out = int(value)
+    if out <= 0:
+        raise ValueError("must be a positive integer")
+    return out
+
+
+def _port(value: str) -> int:
+    out = int(value)
+    if not 0 <= out <= 65535:
+        raise ValueError("must be a port number (0 picks a free one)")
+    return out
+
+
+def _positive_float(value: str) -> float:
+    out = float(value)
+    if out <= 0:
+        raise ValueError("must be a positive number")
+    return out
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One row of the settings table."""
+
+    name: str
+    default: Any
+    parse: Callable[[str], Any]
+    help: str
+    metavar: str | None = None
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("host", "127.0.0.1", str, "interface to bind"),
+    Setting("port", 8080, _port, "port to bind (0 picks a free one)"),
+    Setting("db", DEFAULT_DB, str, "SQLite database file, or :memory:", "PATH"),
+    Setting("seed", 0, int, "seed for ids, fake inference and every random choice"),
+    Setting(
+        "scenario", "happy-path", str, "global scenario: a bundled name or a YAML file", "NAME|FILE"
+    ),
+    Setting("clock", "real", _clock_mode, "emulator clock: real, scaled or frozen", "MODE"),
+    Setting(
+        "clock_scale", 1.0, _positive_float, "emulator seconds per real second (scaled clock)", "N"
+    ),
+    Setting("clock_start", None, _instant, "instant the clock starts at (ISO-8601)", "INSTANT"),
+    Setting("models", None, _path, "model catalogue YAML replacing the bundled one", "FILE"),
+    Setting(
+        "tenants", None, _path, "tenants/keys/roles YAML: switches to configured tenancy", "FILE"
+    ),
+    Setting("admin_token", None, str, "token the control plane (/_emulator) requires", "TOKEN"),
+    Setting("public_url", None, str, "base URL put into results and image URLs", "URL"),
+    Setting("scaidrive_root", None, _path, "local folder that scaidrive:// URLs map to", "DIR"),
+    Setting(
+        "s3_endpoint_url", None, str, "S3 endpoint for s3:// input (e.g. a local MinIO)", "URL"
+    ),
+    Setting(
+        "max_requests_per_batch", 50_000, _positive_int, "QUOTA_EXCEEDED above this many lines"
+    ),
+    Setting("max_input_bytes", 500 * 1024 * 1024, _positive_int, "QUOTA_EXCEEDED above this size"),
+    Setting("max_active_batches", 10, _positive_int, "pending/processing batches allowed a tenant"),
+    Setting("log_level", "info", str, "log level: debug, info, warning, error", "LEVEL"),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The emulator's settings; field names are the rows of `SETTINGS`."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    db: str = DEFAULT_DB
+    seed: int = 0
+    scenario: str = "happy-path"
+    clock: str = "real"
+    clock_scale: float = 1.0
+    clock_start: datetime | None = None
+    models: Path | None = None
+    tenants: Path | None = None
+    admin_token: str | None = None
+    public_url: str | None = None
+    scaidrive_root: Path | None = None
+    s3_endpoint_url: str | None = None
+    max_requests_per_batch: int = 50_000
+    max_input_bytes: int = 500 * 1024 * 1024
+    max_active_batches: int = 10
+    log_level: str = "info"
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def base_url(self) -> str:
+        """The URL clients reach the emulator at, used where no request tells it."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add one option per setting; defaults stay None so the environment can fill them."""
+    for s in SETTINGS:
+        shown = "" if s.default is None else f" (default: {s.default})"
+        parser.add_argument(
+            s.flag, dest=s.name, default=None, metavar=s.metavar,
+            help=f"{s.help}{shown}; env {s.env}",
+        )  # fmt: skip
+
+
+def build_settings(args: Mapping[str, str | None], env: Mapping[str, str]) -> Settings:
+    """flag > environment > default, each raw value parsed by its row's parser."""
+    values: dict[str, Any] = {}
+    for s in SETTINGS:
+        raw = args.get(s.name)
+        source = s.flag
+        if raw is None:
+            raw, source = env.get(s.env), s.env
+        if raw is None:
+            values[s.name] = s.default
+            continue
+        try:
+            values[s.name] = s.parse(raw)
+        except (ValueError, ConfigError) as exc:
+            raise ConfigError(f"{source}={raw!r}: {exc}") from exc
+    return Settings(**values)
+
+
+def settings_table() -> Sequence[tuple[str, str, str, str]]:
+    """(flag, environment variable, default, help) rows, for docs and `/_emulator/settings`."""
+    return [(s.flag, s.env, "" if s.default is None else str(s.default), s.help) for s in SETTINGS]

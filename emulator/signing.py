@@ -1,0 +1,32 @@
+"""Pre-signed URLs: an expiry instant (emulator clock) and an HMAC over path and expiry.
+
+Used for batch results URLs and image URLs, which the real service also serves as short-lived
+pre-signed links that need no Authorization header.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from emulator.errors import ResultsUrlExpired, ResultsUrlInvalid
+
+
+class Signer:
+    def __init__(self, secret: bytes) -> None:
+        self._secret = secret
+
+    def signature(self, path: str, expires: int) -> str:
+        return hmac.new(self._secret, f"{path}\n{expires}".encode(), hashlib.sha256).hexdigest()
+
+    def query(self, path: str, expires: int) -> str:
+        return f"expires={expires}&signature={self.signature(path, expires)}"
+
+    def verify(self, path: str, expires: str | None, signature: str | None, now: float) -> None:
+        """Raise `ResultsUrlInvalid` for a tampered link and `ResultsUrlExpired` for a stale one."""
+        if not expires or not expires.isdigit() or not signature:
+            raise ResultsUrlInvalid()
+        if not hmac.compare_digest(self.signature(path, int(expires)), signature):
+            raise ResultsUrlInvalid()
+        if now >= int(expires):
+            raise ResultsUrlExpired()

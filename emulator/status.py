@@ -1,0 +1,51 @@
+"""Batch statuses and the transitions between them: one table, checked on every change."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from emulator.errors import InvalidTransition
+
+
+class BatchStatus(StrEnum):
+    #: accepted and stored, not started yet
+    PENDING = "pending"
+    #: requests are being run
+    PROCESSING = "processing"
+    #: every request has a result line (some may be error records)
+    COMPLETED = "completed"
+    #: a fatal problem, usually input parsing; no results
+    FAILED = "failed"
+    #: cancelled; finished requests keep their results
+    CANCELLED = "cancelled"
+
+
+#: from -> the statuses it may move to. A batch too slow for its window still goes
+#: processing -> completed, with `COMPLETION_WINDOW_EXPIRED` records for the unfinished requests.
+TRANSITIONS: dict[BatchStatus, frozenset[BatchStatus]] = {
+    BatchStatus.PENDING: frozenset(
+        {BatchStatus.PROCESSING, BatchStatus.FAILED, BatchStatus.CANCELLED}
+    ),
+    BatchStatus.PROCESSING: frozenset({BatchStatus.COMPLETED, BatchStatus.CANCELLED}),
+    BatchStatus.COMPLETED: frozenset(),
+    BatchStatus.FAILED: frozenset(),
+    BatchStatus.CANCELLED: frozenset(),
+}
+
+ACTIVE = frozenset({BatchStatus.PENDING, BatchStatus.PROCESSING})
+FINAL = frozenset(s for s, nexts in TRANSITIONS.items() if not nexts)
+
+
+def can_move(current: str, to: str) -> bool:
+    return BatchStatus(to) in TRANSITIONS[BatchStatus(current)]
+
+
+def check_move(current: str, to: str) -> str:
+    """`to`, if the table allows moving there from `current`; `InvalidTransition` otherwise."""
+    if not can_move(current, to):
+        raise InvalidTransition(f"A batch cannot go from {current} to {to}.")
+    return to
+
+
+def is_final(status: str) -> bool:
+    return BatchStatus(status) in FINAL

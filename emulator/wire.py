@@ -1,0 +1,175 @@
+"""Wire shapes of the native API, in one place: envelopes, pagination, models, files, batches.
+
+An assumption about the real service's shapes (see the README's assumptions table) is corrected by
+editing this module alone. Inference response bodies are built by `emulator.engine`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from emulator.catalogue import Model
+from emulator.clock import iso, iso_or_none
+from emulator.errors import EmulatorError, ValidationError
+from emulator.records import BatchRecord, FileRecord
+
+DEFAULT_LIMIT = 20
+MAX_LIMIT = 100
+_MONEY = Decimal("0.000001")
+_FRACTION = Decimal("0.01")
+
+
+# --- envelopes -----------------------------------------------------------------------------------
+
+
+def ok(data: Any) -> dict[str, Any]:
+    return {"status": "ok", "data": data}
+
+
+def page(items: Sequence[Any], has_more: bool, next_cursor: str | None) -> dict[str, Any]:
+    return {
+        "status": "ok",
+        "data": {"items": list(items)},
+        "pagination": {"has_more": has_more, "next_cursor": next_cursor},
+    }
+
+
+def error(err: EmulatorError, request_id: str) -> dict[str, Any]:
+    return {"status": "error", "error": err.to_dict(), "meta": {"request_id": request_id}}
+
+
+def dumps(obj: Any) -> bytes:
+    return orjson.dumps(obj)
+
+
+# --- pagination --------------------------------------------------------------------------------
+
+
+def parse_limit(raw: str | None) -> int:
+    if raw is None:
+        return DEFAULT_LIMIT
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_LIMIT:
+        raise ValidationError(
+            "Invalid limit.",
+            details=[{"field": "limit", "message": f"must be an integer from 1 to {MAX_LIMIT}"}],
+        )
+    return value
+
+
+def encode_cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"seq:{seq}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(raw: str | None) -> int | None:
+    """The position a cursor stands for; a cursor this emulator did not issue is a 422."""
+    if raw is None or raw == "":
+        return None
+    try:
+        text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
+        kind, _, seq = text.partition(":")
+        if kind == "seq" and seq.isdigit():
+            return int(seq)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        pass
+    raise ValidationError(
+        "Invalid cursor.", details=[{"field": "cursor", "message": "not a cursor from this list"}]
+    )
+
+
+# --- resources ---------------------------------------------------------------------------------
+
+
+def model(m: Model) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "slug": m.slug,
+        "display_name": m.display_name,
+        "modality": m.modality,
+        "context_window": m.context_window,
+    }
+    if m.max_output_tokens is not None:
+        out["max_output_tokens"] = m.max_output_tokens
+    if m.dimensions is not None:
+        out["dimensions"] = m.dimensions
+    out["status"] = m.status
+    out.update(m.extra)
+    out["input_price_per_mtok"] = str(m.input_price_per_mtok)
+    out["output_price_per_mtok"] = str(m.output_price_per_mtok)
+    if m.price_per_image is not None:
+        out["price_per_image"] = str(m.price_per_image)
+    out["batch_discount"] = {w: str(d) for w, d in m.batch_discount.items()}
+    return out
+
+
+def file(f: FileRecord) -> dict[str, Any]:
+    return {
+        "id": f.id,
+        "object": "file",
+        "filename": f.filename,
+        "bytes": f.bytes,
+        "purpose": f.purpose,
+        "line_count": f.line_count,
+        "sha256": f.sha256,
+        "created_at": iso(f.created_at),
+        "url": f"scaigrid://file/{f.id}",
+    }
+
+
+def batch(
+    b: BatchRecord, results_url: str | None, results_expires_at: float | None
+) -> dict[str, Any]:
+    return {
+        "id": b.id,
+        "object": "batch",
+        "status": b.status,
+        "endpoint_completion_window": b.completion_window,
+        "input_file_url": b.input_file_url,
+        "input_file_id": b.input_file_id,
+        "metadata": b.metadata,
+        "total_count": b.total_count,
+        "completed_count": b.completed_count,
+        "failed_count": b.failed_count,
+        "created_at": iso(b.created_at),
+        "started_at": iso_or_none(b.started_at),
+        "completed_at": iso_or_none(b.completed_at),
+        "cancelled_at": iso_or_none(b.cancelled_at),
+        "failed_at": iso_or_none(b.failed_at),
+        "expires_at": iso(b.expires_at),
+        "error": b.error,
+        "results_url": results_url,
+        "results_expires_at": iso_or_none(results_expires_at),
+        "usage": {
+            "input_tokens": b.input_tokens,
+            "output_tokens": b.output_tokens,
+            "total_tokens": b.input_tokens + b.output_tokens,
+        },
+        "cost": cost(b),
+    }
+
+
+def cost(b: BatchRecord) -> dict[str, str]:
+    """Live cost, the discount actually applied, and the amount charged (Decimal, 6 places)."""
+    discount = b.extra.get("discount", "0.50")
+    if b.cost_live > 0:
+        discount = str(((b.cost_live - b.cost_amount) / b.cost_live).quantize(_FRACTION))
+    return {
+        "currency": "USD",
+        "live": str(b.cost_live.quantize(_MONEY)),
+        "discount": discount,
+        "amount": str(b.cost_amount.quantize(_MONEY)),
+    }
+
+
+def result_line(custom_id: str, ok_: bool, payload: bytes) -> bytes:
+    """One line of the results file; `payload` is already JSON, so no re-encoding is needed."""
+    key = b'","status":"ok","response":' if ok_ else b'","status":"error","error":'
+    return b'{"custom_id":"' + orjson.dumps(custom_id)[1:-1] + key + payload + b"}\n"

@@ -1,0 +1,303 @@
+"""The batch worker: runs inside the server, on the emulator clock.
+
+Each active batch follows its plan (`emulator.plan`): it starts at `created_at + start_delay`, and
+request i finishes at `started_at + offset[i]`. Whenever it wakes (a submit, a cancel, a clock
+change, or the next due instant in real time) the worker processes exactly the requests that are
+due by now, in chunks: one query to fetch a chunk, one `executemany` to store its results together
+with the batch's counters. A crash between chunks loses nothing that was committed, and a restart
+resumes from the stored results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import orjson
+
+from emulator.errors import BatchNotCancellable, EmulatorError, error_for_code
+from emulator.parsing import ParsedInput, parse_input
+from emulator.plan import Plan
+from emulator.pricing import discounted, live_cost
+from emulator.records import BatchRecord, RequestRecord, ResultRecord
+from emulator.status import BatchStatus, check_move, is_final
+
+if TYPE_CHECKING:
+    from emulator.core import Emulator
+
+log = logging.getLogger("emulator.worker")
+
+CHUNK = 500
+IMAGES_ROUTE = "/v1/inference/images/generate"
+
+
+@dataclass
+class Progress:
+    """What the worker keeps in memory about one active batch."""
+
+    batch: BatchRecord
+    plan: Plan
+    offsets: list[float] = field(default_factory=list)
+    order: list[int] = field(default_factory=list)
+    done: set[int] = field(default_factory=set)
+    cursor: int = 0  # position in `order` below which every request has a result
+
+    def plan_schedule(self) -> None:
+        self.offsets = self.plan.schedule(self.batch.total_count)
+        self.order = list(range(len(self.offsets)))
+        if any(b < a for a, b in zip(self.offsets, self.offsets[1:], strict=False)):
+            self.order.sort(key=self.offsets.__getitem__)
+
+
+class Worker:
+    def __init__(self, core: Emulator) -> None:
+        self.core = core
+        self.lock = asyncio.Lock()  # held while one chunk of one batch changes
+        self._pass = asyncio.Lock()  # one processing pass at a time
+        self._wake = asyncio.Event()
+        self._progress: dict[int, Progress] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    # --- running -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._wake = asyncio.Event()
+        self.core.clock.subscribe(self.kick)
+        self._task = asyncio.create_task(self._run(), name="batch-worker")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def kick(self) -> None:
+        """Something changed (a submit, a cancel, the clock): look again."""
+        self._wake.set()
+
+    def forget(self) -> None:
+        """Drop in-memory progress (after a reset); it is rebuilt from the store."""
+        self._progress.clear()
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                due = await self.run_due()
+            except Exception:
+                log.exception("batch processing failed; retrying on the next wake-up")
+                due = None
+            timeout = None if due is None else self.core.clock.real_seconds_until(due)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def run_due(self) -> float | None:
+        """Process everything due on the emulator clock now; return when next something is due."""
+        async with self._pass:
+            next_due: float | None = None
+            for batch in await self.core.store.active_batches():
+                due = await self._advance(batch)
+                if due is not None:
+                    next_due = due if next_due is None else min(next_due, due)
+            return next_due
+
+    # --- one batch -----------------------------------------------------------------------------
+
+    async def _progress_of(self, batch: BatchRecord) -> Progress:
+        prog = self._progress.get(batch.seq)
+        if prog is None:
+            prog = Progress(batch, self.core.plan_for(batch))
+            if batch.status == BatchStatus.PROCESSING:
+                prog.plan_schedule()
+                prog.done = await self.core.store.done_indexes(batch.seq)
+            self._progress[batch.seq] = prog
+        return prog
+
+    async def _advance(self, stored: BatchRecord) -> float | None:
+        async with self.lock:
+            prog = await self._progress_of(stored)
+            b = prog.batch
+            if b.status == BatchStatus.PENDING:
+                start = min(b.created_at + prog.plan.start_delay, b.expires_at)
+                if self.core.clock.now() < start:
+                    return start
+                await self._begin(prog, start)
+        while True:
+            async with self.lock:
+                if is_final(prog.batch.status):
+                    self._progress.pop(prog.batch.seq, None)
+                    return None
+                more, due = await self._step(prog)
+            if not more:
+                return due
+            await asyncio.sleep(0)  # let live requests in between chunks
+
+    async def _begin(self, prog: Progress, start: float) -> None:
+        """Parse the input: a fatal problem fails the batch; otherwise it starts processing."""
+        b = prog.batch
+        failure = prog.plan.fail_input()
+        parsed = ParsedInput()
+        if failure is None:
+            parsed = await self._parse(b)
+            failure = None if parsed.ok else parsed.error()
+        if failure is not None:
+            b.status = check_move(b.status, BatchStatus.FAILED)
+            b.failed_at, b.error = start, failure
+            await self.core.store.update_batch(b, ("status", "failed_at", "error"))
+            return
+        b.status = check_move(b.status, BatchStatus.PROCESSING)
+        b.started_at, b.total_count = start, len(parsed.requests)
+        await self.core.store.start_batch(b, parsed.requests)
+        prog.plan_schedule()
+
+    async def _parse(self, b: BatchRecord) -> ParsedInput:
+        f = await self.core.store.get_file(b.tenant_id, b.input_file_id)
+        if f is None:
+            return ParsedInput(
+                problems=[{"message": "the input file was deleted before the batch started"}]
+            )
+        return await parse_input(self.core.files.content(f))
+
+    async def _step(self, prog: Progress) -> tuple[bool, float | None]:
+        """Run one chunk of due requests. (True, None) if there may be more now; else (False, next)."""
+        b = prog.batch
+        assert b.started_at is not None
+        now = self.core.clock.now()
+        cutoff = min(now, b.expires_at)
+        budget = self._budget(prog)
+        due: list[int] = []
+        while prog.cursor < len(prog.order) and len(due) < budget:
+            i = prog.order[prog.cursor]
+            if b.started_at + prog.offsets[i] > cutoff:
+                break
+            if i not in prog.done:
+                due.append(i)
+            prog.cursor += 1
+        if due:
+            requests = await self.core.store.fetch_requests(b.seq, due)
+            await self._record(prog, [self._execute(prog, r) for r in requests])
+            return True, None
+        if len(prog.done) >= b.total_count:
+            await self._finish(prog, BatchStatus.COMPLETED, self._last_finish(prog))
+            return False, None
+        if self._budget(prog) == 0:
+            await self._close_rest(
+                prog, BatchStatus.CANCELLED, "BATCH_CANCELLED", self._last_finish(prog)
+            )
+            return True, None
+        if now >= b.expires_at:
+            await self._close_rest(
+                prog, BatchStatus.COMPLETED, "COMPLETION_WINDOW_EXPIRED", b.expires_at
+            )
+            return True, None
+        return False, min(b.started_at + prog.offsets[prog.order[prog.cursor]], b.expires_at)
+
+    def _budget(self, prog: Progress) -> int:
+        """How many more requests may run in this chunk (a service cancel stops at N)."""
+        limit = prog.plan.cancel_after()
+        if limit is None:
+            return CHUNK
+        return max(0, min(CHUNK, limit - len(prog.done)))
+
+    def _last_finish(self, prog: Progress) -> float:
+        assert prog.batch.started_at is not None
+        finished = [prog.offsets[i] for i in prog.done]
+        return prog.batch.started_at + (max(finished) if finished else 0.0)
+
+    def _execute(self, prog: Progress, r: RequestRecord) -> ResultRecord:
+        """One request through the engine (or an injected fault), priced at live rates."""
+        b = prog.batch
+        assert b.started_at is not None
+        fault = prog.plan.fault(r)
+        if fault is not None:
+            return _error(r, fault)
+        engine = self.core.engine
+        try:
+            resp = engine.infer(
+                r.url,
+                r.body,
+                created=int(b.started_at + prog.offsets[r.idx]),
+                canned=prog.plan.canned(r),
+            )
+        except EmulatorError as exc:
+            return _error(r, exc)
+        model = self.core.catalogue.get(r.body["model"])
+        tokens_in, tokens_out = engine.usage(r.url, resp)
+        images = len(resp.get("data", ())) if r.url == IMAGES_ROUTE else 0
+        live = live_cost(model, tokens_in, tokens_out, images)
+        amount = discounted(model, b.completion_window, live)
+        return ResultRecord(
+            r.idx, r.custom_id, True, orjson.dumps(resp), tokens_in, tokens_out, live, amount
+        )
+
+    async def _record(
+        self, prog: Progress, results: list[ResultRecord], fields: tuple[str, ...] = ()
+    ) -> None:
+        b = prog.batch
+        for res in results:
+            if res.ok:
+                b.completed_count += 1
+                b.input_tokens += res.input_tokens
+                b.output_tokens += res.output_tokens
+                b.cost_live += res.cost_live
+                b.cost_amount += res.cost_amount
+            else:
+                b.failed_count += 1
+            prog.done.add(res.idx)
+        await self.core.store.record_results(b, results, fields)
+
+    async def _finish(self, prog: Progress, status: BatchStatus, at: float) -> None:
+        b = prog.batch
+        b.status = check_move(b.status, status)
+        stamp = "completed_at" if status == BatchStatus.COMPLETED else "cancelled_at"
+        setattr(b, stamp, at)
+        await self.core.store.update_batch(b, ("status", stamp, "total_count"))
+
+    async def _close_rest(self, prog: Progress, status: BatchStatus, code: str, at: float) -> None:
+        """Error records with `code` for every request without a result, then the final status."""
+        b = prog.batch
+        rest = [i for i in range(b.total_count) if i not in prog.done]
+        message = _CLOSE_MESSAGES[code]
+        for start in range(0, len(rest), CHUNK):
+            requests = await self.core.store.fetch_requests(b.seq, rest[start : start + CHUNK])
+            await self._record(prog, [_error(r, error_for_code(code, message)) for r in requests])
+        prog.cursor = len(prog.order)
+        await self._finish(prog, status, at)
+
+    # --- cancel --------------------------------------------------------------------------------
+
+    async def cancel(self, stored: BatchRecord) -> BatchRecord:
+        """Cancel now: finished requests keep their results, the rest get `BATCH_CANCELLED`."""
+        async with self.lock:
+            prog = await self._progress_of(stored)
+            b = prog.batch
+            if is_final(b.status):
+                raise BatchNotCancellable(f"Batch '{b.id}' is already {b.status}.")
+            if b.status == BatchStatus.PENDING:
+                parsed = await self._parse(b)
+                if parsed.ok:
+                    b.total_count = len(parsed.requests)
+                    await self.core.store.start_batch(b, parsed.requests)
+                else:
+                    b.total_count = 0
+            await self._close_rest(
+                prog, BatchStatus.CANCELLED, "BATCH_CANCELLED", self.core.clock.now()
+            )
+            self._progress.pop(b.seq, None)
+        self.kick()
+        return b
+
+
+_CLOSE_MESSAGES = {
+    "BATCH_CANCELLED": "The batch was cancelled before this request ran.",
+    "COMPLETION_WINDOW_EXPIRED": "The completion window expired before this request ran.",
+}
+
+
+def _error(r: RequestRecord, err: EmulatorError) -> ResultRecord:
+    body = {"code": err.code, "message": err.message}
+    return ResultRecord(r.idx, r.custom_id, False, orjson.dumps(body))
