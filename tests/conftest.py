@@ -1,0 +1,139 @@
+"""Shared fixtures: an in-process emulator (httpx.ASGITransport) whose core the fixture starts,
+on a frozen clock, so tests move time explicitly and never sleep."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from emulator.app import create_app
+from emulator.core import Emulator
+from emulator.settings import Settings
+
+START = datetime(2026, 1, 1, tzinfo=UTC)
+KEY = "sgk_test_" + "a" * 32
+OTHER_KEY = "sgk_test_" + "b" * 32
+
+CHAT = "/v1/inference/chat"
+EMBED = "/v1/inference/embed"
+
+
+def key(name: str) -> str:
+    """A well-formed API key for a named tenant (open mode: one key, one tenant)."""
+    return f"sgk_{name}_" + "k" * 32
+
+
+def chat_line(custom_id: str, content: str = "Summarize: ...", **body: Any) -> dict[str, Any]:
+    return {
+        "custom_id": custom_id,
+        "method": "POST",
+        "url": CHAT,
+        "body": {
+            "model": "scailabs/poolnoodle-omni",
+            "messages": [{"role": "user", "content": content}],
+            "max_tokens": 100,
+            **body,
+        },
+    }
+
+
+def embed_line(custom_id: str, texts: list[str] | None = None) -> dict[str, Any]:
+    return {
+        "custom_id": custom_id,
+        "method": "POST",
+        "url": EMBED,
+        "body": {"model": "openai/text-embedding-3-small", "input": texts or ["First text", "Second text"]},
+    }
+
+
+def jsonl(lines: list[Any]) -> bytes:
+    return b"".join((x if isinstance(x, bytes) else orjson.dumps(x)) + b"\n" for x in lines)
+
+
+def b64(lines: list[Any]) -> str:
+    return base64.b64encode(jsonl(lines)).decode()
+
+
+class Harness:
+    """An emulator core plus a client for it, with the few verbs tests repeat."""
+
+    def __init__(self, core: Emulator, app: Any, api_key: str = KEY) -> None:
+        self.core = core
+        self.app = app
+        self.api_key = api_key
+        self.client = self.client_for(api_key)
+
+    def client_for(self, api_key: str | None) -> httpx.AsyncClient:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        return httpx.AsyncClient(
+            transport=httpx.ASGITransport(self.app), base_url="http://emulator.test", headers=headers
+        )
+
+    async def settle(self) -> None:
+        await self.core.settle()
+
+    async def advance(self, seconds: float) -> None:
+        self.core.clock.advance(seconds)
+        await self.core.settle()
+
+    async def submit(self, lines: list[Any], client: httpx.AsyncClient | None = None, **body: Any) -> dict[str, Any]:
+        resp = await (client or self.client).post(
+            "/v1/inference/batch", json={"input_file_base64": b64(lines), **body}
+        )
+        assert resp.status_code == 200, resp.text
+        data: dict[str, Any] = resp.json()["data"]
+        return data
+
+    async def batch(self, batch_id: str, client: httpx.AsyncClient | None = None) -> dict[str, Any]:
+        resp = await (client or self.client).get(f"/v1/inference/batch/{batch_id}")
+        assert resp.status_code == 200, resp.text
+        data: dict[str, Any] = resp.json()["data"]
+        return data
+
+    async def results(self, batch_id: str) -> list[dict[str, Any]]:
+        url = (await self.batch(batch_id))["results_url"]
+        assert url, "batch has no results_url yet"
+        async with self.client_for(None) as anon:
+            resp = await anon.get(url)
+        assert resp.status_code == 200, resp.text
+        return [orjson.loads(line) for line in resp.content.splitlines()]
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+async def _start(**overrides: Any) -> Harness:
+    settings = Settings(db=":memory:", clock="frozen", clock_start=START, seed=0).replace(**overrides)
+    core = Emulator(settings)
+    await core.start()
+    return Harness(core, create_app(core=core))
+
+
+@pytest.fixture
+async def emu() -> AsyncIterator[Harness]:
+    h = await _start()
+    yield h
+    await h.close()
+    await h.core.stop()
+
+
+@pytest.fixture
+async def make_emu() -> AsyncIterator[Callable[..., Awaitable[Harness]]]:
+    """A factory for emulators with other settings; everything it builds is stopped at the end."""
+    built: list[Harness] = []
+
+    async def make(**overrides: Any) -> Harness:
+        h = await _start(**overrides)
+        built.append(h)
+        return h
+
+    yield make
+    for h in built:
+        await h.close()
+        await h.core.stop()
