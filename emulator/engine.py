@@ -329,15 +329,12 @@ def _content_tokens(content: Any) -> int:
     return total
 
 
-def _cut_to(text: str, max_tokens: int | None) -> tuple[str, bool]:
-    """`text` cut to at most `max_tokens` estimated tokens at a word boundary; (text, was cut)."""
-    limit = 4 * max_tokens if max_tokens is not None else len(text)
-    if len(text) <= limit:
-        return text, False
-    head = text[:limit]
+def _cut_to(text: str, max_tokens: int) -> str:
+    """`text` cut to at most `max_tokens` estimated tokens, at a word boundary when there is one."""
+    head = text[: 4 * max_tokens]
     space = head.rfind(" ")
     trimmed = head[:space].rstrip() if space > 0 else ""
-    return trimmed or head, True
+    return trimmed or head
 
 
 def _cut_at_stop(text: str, stops: list[str]) -> str:
@@ -612,10 +609,12 @@ class Engine:
     ) -> _Choice:
         text = canned if canned is not None else self._answer(digest, index)
         stop = body.get("stop")
-        text = _cut_at_stop(text, [stop] if isinstance(stop, str) else stop or [])
+        if stop:
+            text = _cut_at_stop(text, [stop] if isinstance(stop, str) else stop)
         limit = body.get("max_tokens") or body.get("max_completion_tokens")
-        text, cut = _cut_to(text, limit)
-        return _Choice(text, None, "length" if cut else "stop")
+        if limit is None or len(text) <= 4 * limit:  # the common case: nothing to cut
+            return _Choice(text, None, "stop")
+        return _Choice(_cut_to(text, limit), None, "length")
 
     def _answer(self, digest: bytes, index: int) -> str:
         """Natural text of a seeded 12..80 tokens, assembled from the corpus, ending a sentence."""
