@@ -76,10 +76,10 @@ class Tenancy:
     def authenticate(self, authorization: str | None) -> Principal:
         if not authorization:
             raise AuthTokenMissing()
-        scheme, _, token = authorization.partition(" ")
+        scheme, _, token = authorization.strip().partition(" ")
+        token = token.strip()
         if scheme.lower() != "bearer" or not token:
             raise AuthTokenMissing("Authorization header must be 'Bearer sgk_...'.")
-        token = token.strip()
         found = self._keys.get(token)
         if found is not None:
             return found
@@ -115,9 +115,11 @@ def load_tenancy(path: Path | None) -> Tenancy:
         raise ConfigError(f"{path}: expected a mapping with a 'tenants' list")
     keys: dict[str, Principal] = {}
     for i, tenant in enumerate(doc["tenants"]):
-        for key, principal in _tenant_keys(f"{path}: tenants[{i}]", tenant):
+        for j, (key, principal) in enumerate(_tenant_keys(f"{path}: tenants[{i}]", tenant)):
             if key in keys:
-                raise ConfigError(f"{path}: key {key[:8]}... is listed twice")
+                raise ConfigError(
+                    f"{path}: tenants[{i}].keys[{j}]: key {key[:8]}... is listed twice"
+                )
             keys[key] = principal
     return Tenancy(keys)
 
@@ -129,15 +131,21 @@ def _tenant_keys(where: str, tenant: Any) -> list[tuple[str, Principal]]:
     if unknown:
         raise ConfigError(f"{where}: unknown field(s): {', '.join(sorted(unknown))}")
     partner = str(tenant.get("partner_id", OPEN_PARTNER))
+    entries = tenant.get("keys") or []
+    if not isinstance(entries, list):
+        raise ConfigError(f"{where}: 'keys' must be a list")
     out = []
-    for j, entry in enumerate(tenant.get("keys") or []):
+    for j, entry in enumerate(entries):
         at = f"{where}.keys[{j}]"
         if not isinstance(entry, dict) or not isinstance(entry.get("key"), str):
             raise ConfigError(f"{at}: needs a string 'key'")
+        unknown_key_fields = set(entry) - {"key", "role", "user_id"}
+        if unknown_key_fields:
+            raise ConfigError(f"{at}: unknown field(s): {', '.join(sorted(unknown_key_fields))}")
         if not KEY_PATTERN.fullmatch(entry["key"]):
             raise ConfigError(f"{at}: key must be 'sgk_' followed by at least 32 characters")
         role = entry.get("role", "tenant_user")
-        if role not in ROLES:
+        if not isinstance(role, str) or role not in ROLES:
             raise ConfigError(f"{at}: role must be one of {', '.join(ROLES)}")
         user = str(entry.get("user_id", f"user_{tenant['id']}_{j}"))
         key_id = "apikey_" + hashlib.sha256(entry["key"].encode()).hexdigest()[:12]
