@@ -13,6 +13,7 @@ from emulator.api.http import RequestContext, on_emulator_error, on_http_excepti
 from emulator.api.routes import ROUTES
 from emulator.core import Emulator
 from emulator.errors import EmulatorError
+from emulator.gate import ScenarioGate
 from emulator.settings import Settings
 
 
@@ -36,7 +37,7 @@ def create_app(
 
     app = Starlette(
         routes=ROUTES,
-        middleware=[Middleware(RequestContext, core=core)],
+        middleware=[Middleware(RequestContext, core=core), Middleware(ScenarioGate, core=core)],
         exception_handlers={
             EmulatorError: on_emulator_error,
             HTTPException: on_http_exception,

@@ -105,27 +105,41 @@ class Batches:
     # --- submit --------------------------------------------------------------------------------
 
     async def create_batch(
-        self, tenant_id: str, body: dict[str, Any], scenario: str | None = None
+        self, tenant_id: str, body: dict[str, Any], scenario_ref: str | None = None
     ) -> BatchRecord:
+        """Check, store the input and accept the batch (`pending`), or refuse it synchronously.
+
+        The scenario in force (the `X-Emulator-Scenario` header, else the tenant's, else the
+        global one) is captured now: its limits apply to this submit, and the batch follows it
+        to the end even if the scope's scenario changes meanwhile.
+        """
         window, metadata = check_submission(body)
-        settings = self.core.settings
+        scenarios = self.core.scenarios
+        scenario = (
+            scenarios.resolve(scenario_ref) if scenario_ref else scenarios.for_tenant(tenant_id)
+        )
+        limits = self._limits(scenario.limits)
         active = await self.store.count_active_batches(tenant_id)
-        if active >= settings.max_active_batches:
+        if active >= limits["max_active_batches"]:
             raise QuotaExceeded(
-                f"Concurrent batch limit reached: {active} of {settings.max_active_batches} "
+                f"Concurrent batch limit reached: {active} of {limits['max_active_batches']} "
                 "batches are pending or processing."
             )
-        source, input_file = await self._input(tenant_id, body)
-        if input_file.line_count > settings.max_requests_per_batch:
+        source, input_file = await self._input(tenant_id, body, limits["max_input_bytes"])
+        if input_file.line_count > limits["max_requests_per_batch"]:
+            if source is None or scheme_of(source) != "scaigrid":
+                await self.core.files.delete_file(tenant_id, input_file.id)  # made for this submit
             raise QuotaExceeded(
                 f"Input has {input_file.line_count} requests; the per-batch limit is "
-                f"{settings.max_requests_per_batch}."
+                f"{limits['max_requests_per_batch']}."
             )
         now = self.core.clock.now()
         seq = next(self._seq)
+        batch_id = self.core.ids.make("batch_", "batch", seq)
+        plan = scenario.plan(self.core.settings.seed, batch_id)
         batch = BatchRecord(
             seq=seq,
-            id=self.core.ids.make("batch_", "batch", seq),
+            id=batch_id,
             tenant_id=tenant_id,
             status=BatchStatus.PENDING,
             completion_window=window,
@@ -134,20 +148,33 @@ class Batches:
             metadata=metadata,
             total_count=input_file.line_count,
             created_at=now,
-            expires_at=now + WINDOW_SECONDS[window],
-            scenario=scenario,
-            extra={"discount": WINDOW_DISCOUNT[window]},
+            expires_at=now + plan.window_seconds(WINDOW_SECONDS[window]),
+            scenario=scenario.name,
+            extra={"discount": WINDOW_DISCOUNT[window], "scenario": scenario.text},
         )
         await self.store.insert_batch(batch)
         self.core.worker.kick()
         return batch
 
-    async def _input(self, tenant_id: str, body: dict[str, Any]) -> tuple[str | None, FileRecord]:
+    def _limits(self, overrides: dict[str, int]) -> dict[str, int]:
+        settings = self.core.settings
+        return {
+            "max_active_batches": settings.max_active_batches,
+            "max_input_bytes": settings.max_input_bytes,
+            "max_requests_per_batch": settings.max_requests_per_batch,
+            **overrides,
+        }
+
+    async def _input(
+        self, tenant_id: str, body: dict[str, Any], max_bytes: int
+    ) -> tuple[str | None, FileRecord]:
         """The stored input file, and the URL it came from (None for inline base64)."""
         files = self.core.files
         if body.get("input_file_base64") is not None:
             data = decode_base64(body["input_file_base64"])
-            return None, await files.create_file(tenant_id, "input.jsonl", "batch", _one(data))
+            return None, await files.create_file(
+                tenant_id, "input.jsonl", "batch", _one(data), max_bytes
+            )
         url: str = body["input_file_url"]
         if scheme_of(url) == "scaigrid":
             file_id = url.removeprefix("scaigrid://file/")
@@ -156,14 +183,12 @@ class Batches:
                     "input_file_url", "scaigrid:// URLs look like scaigrid://file/{file_id}"
                 )
             found = await files.get_file(tenant_id, file_id)
-            if found.bytes > self.core.settings.max_input_bytes:
-                raise QuotaExceeded(
-                    f"Input file is over the {self.core.settings.max_input_bytes}-byte limit."
-                )
+            if found.bytes > max_bytes:
+                raise QuotaExceeded(f"Input file is over the {max_bytes}-byte limit.")
             return url, found
         name = posixpath.basename(urlsplit(url).path) or "input.jsonl"
         chunks = iter_source(url, self.core.source_config, self.core.http)
-        return url, await files.create_file(tenant_id, name, "batch", chunks)
+        return url, await files.create_file(tenant_id, name, "batch", chunks, max_bytes)
 
     # --- read ----------------------------------------------------------------------------------
 
@@ -192,7 +217,7 @@ class Batches:
     # --- results -------------------------------------------------------------------------------
 
     def results_link(self, batch: BatchRecord, base_url: str) -> tuple[str | None, float | None]:
-        """A fresh pre-signed results URL (and its expiry) for a finished batch; else (None, None)."""
+        """A fresh pre-signed results URL and its expiry for a finished batch; else (None, None)."""
         if batch.status not in (BatchStatus.COMPLETED, BatchStatus.CANCELLED):
             return None, None
         expires = int(self.core.clock.now()) + RESULTS_URL_TTL

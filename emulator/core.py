@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections import defaultdict
 from typing import Any
 
 import httpx
@@ -18,10 +19,12 @@ from emulator.catalogue import load_catalogue
 from emulator.clock import Clock
 from emulator.engine import Engine
 from emulator.files import Files
+from emulator.gate import GateState
 from emulator.ids import Ids
 from emulator.journal import Journal
 from emulator.plan import HAPPY_PATH, Plan
-from emulator.records import BatchRecord
+from emulator.records import BatchRecord, RequestRecord
+from emulator.scenarios import Scenarios
 from emulator.settings import Settings
 from emulator.signing import Signer
 from emulator.sources import SourceConfig
@@ -53,6 +56,9 @@ class Emulator:
         self.source_config = SourceConfig(
             scaidrive_root=settings.scaidrive_root, s3_endpoint_url=settings.s3_endpoint_url
         )
+        self.scenarios = Scenarios(settings.scenario)
+        self.gate = GateState()
+        self._live_calls: defaultdict[str | None, int] = defaultdict(int)
         self.files = Files(self)
         self.batches = Batches(self)
         self.worker = Worker(self)
@@ -81,12 +87,29 @@ class Emulator:
 
     # --- live inference ------------------------------------------------------------------------
 
-    def infer(self, route: str, body: Any) -> dict[str, Any]:
+    def infer(self, route: str, body: Any, tenant_id: str | None = None) -> dict[str, Any]:
         """Answer one inference request with the engine batches use too."""
-        return self.engine.infer(route, body, created=int(self.clock.now()))
+        canned = self._scenario_effects(route, body, tenant_id)
+        return self.engine.infer(route, body, created=int(self.clock.now()), canned=canned)
 
-    def infer_stream(self, body: Any) -> list[dict[str, Any]]:
-        return self.engine.chat_stream(body, created=int(self.clock.now()))
+    def infer_stream(self, body: Any, tenant_id: str | None = None) -> list[dict[str, Any]]:
+        canned = self._scenario_effects("/v1/inference/chat", body, tenant_id)
+        return self.engine.chat_stream(body, created=int(self.clock.now()), canned=canned)
+
+    def _scenario_effects(self, route: str, body: Any, tenant_id: str | None) -> str | None:
+        """Raise the fault the tenant's scenario injects into this live call, if any; return its
+        canned text, if any. A live call is its tenant's n-th call, with no custom_id or line."""
+        scenario = self.scenarios.for_tenant(tenant_id)
+        if not (scenario.faults or scenario.canned):
+            return None
+        self._live_calls[tenant_id] += 1
+        n = self._live_calls[tenant_id]
+        request = RequestRecord(n - 1, 0, "", route, body)
+        plan = scenario.plan(self.settings.seed, f"live:{tenant_id}:{n}")
+        fault = plan.fault(request)
+        if fault is not None:
+            raise fault
+        return plan.canned(request)
 
     def image_url(self, digest: str) -> str:
         path = f"/v1/inference/images/{digest}.png"
@@ -94,12 +117,38 @@ class Emulator:
         return f"{self.settings.base_url}{path}?{self.signer.query(path, expires)}"
 
     def plan_for(self, batch: BatchRecord) -> Plan:
-        """The processing plan a batch follows."""
-        return HAPPY_PATH
+        """The processing plan a batch follows: its scenario, as captured when it was submitted."""
+        text = batch.extra.get("scenario")
+        if text is None:
+            return HAPPY_PATH
+        return self.scenarios.from_yaml(text).plan(self.settings.seed, batch.id)
 
     async def settle(self) -> None:
         """Process everything due on the emulator clock now (tests and clock moves use this)."""
         await self.worker.run_due()
+
+    # --- control ---------------------------------------------------------------------------------
+
+    async def reset(self, tenant_id: str | None = None) -> None:
+        """Forget everything, or one tenant's batches, files, scenario and journal."""
+        async with self.worker.lock:
+            await self.store.reset(tenant_id)
+            self.worker.forget()
+        self.journal.clear(tenant_id)
+        self.scenarios.reset(tenant_id)
+        if tenant_id is None:
+            self.gate.reset()
+            self._live_calls.clear()
+            self.files.reset_sequence()
+            self.batches.reset_sequence()
+            self.ids.reset()
+
+    def reseed(self, seed: int) -> None:
+        """Change the seed behind ids, fake inference and every random choice."""
+        self.settings = self.settings.replace(seed=seed)
+        self.ids = Ids(seed)
+        self.signer = Signer(hashlib.sha256(f"scaigrid-emulator:{seed}".encode()).digest())
+        self.engine = Engine(seed, self.catalogue, image_url=self.image_url)
 
     def health(self) -> dict[str, Any]:
         return {"status": "healthy" if self.started else "starting", "version": self.version}

@@ -62,8 +62,8 @@ class Files:
         chunks: AsyncIterator[bytes],
         max_bytes: int | None = None,
     ) -> FileRecord:
-        """Stream `chunks` into a new file; over `max_bytes` is `QUOTA_EXCEEDED` and stores nothing."""
-        limit = max_bytes or self.core.settings.max_input_bytes
+        """Stream `chunks` into a new file; past `max_bytes`: `QUOTA_EXCEEDED`, nothing stored."""
+        limit = self.core.settings.max_input_bytes if max_bytes is None else max_bytes
         seq = next(self._seq)
         digest, lines, size = hashlib.sha256(), LineCounter(), 0
         pending, batch, n = bytearray(), [], 0

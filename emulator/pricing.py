@@ -1,4 +1,4 @@
-"""Batch pricing: each successful request at live rates, less the window's discount. Decimal only."""
+"""Batch pricing: each successful request at live rates, less the window's discount (Decimal)."""
 
 from __future__ import annotations
 

@@ -55,7 +55,8 @@ CREATE TABLE IF NOT EXISTS results (
 """
 
 _BATCH_COLUMNS = (
-    "seq", "id", "tenant_id", "status", "completion_window", "input_file_id", "input_file_url", "metadata",
+    "seq", "id", "tenant_id", "status", "completion_window", "input_file_id", "input_file_url",
+    "metadata",
     "total_count", "completed_count", "failed_count", "created_at", "started_at", "completed_at",
     "cancelled_at", "failed_at", "expires_at", "error", "input_tokens", "output_tokens",
     "cost_live", "cost_amount", "scenario", "extra",
@@ -197,7 +198,8 @@ class Store:
             )
             if not rows:
                 return
-            for n, data in rows:
+            n = rows[-1][0]
+            for _, data in rows:
                 yield bytes(data)
 
     # --- batches -------------------------------------------------------------------------------
@@ -234,7 +236,7 @@ class Store:
     async def list_batches(
         self, tenant_id: str, limit: int, before_seq: int | None, status: str | None
     ) -> list[BatchRecord]:
-        sql, args = _BATCH_SELECT + " WHERE tenant_id = ?", [tenant_id]
+        sql, args = _BATCH_SELECT + " WHERE tenant_id = ?", list[Any]([tenant_id])
         if before_seq is not None:
             sql, args = sql + " AND seq < ?", [*args, before_seq]
         if status is not None:
@@ -244,7 +246,8 @@ class Store:
 
     async def count_active_batches(self, tenant_id: str) -> int:
         rows = await self._all(
-            "SELECT COUNT(*) FROM batches WHERE tenant_id = ? AND status IN ('pending', 'processing')",
+            "SELECT COUNT(*) FROM batches"
+            " WHERE tenant_id = ? AND status IN ('pending', 'processing')",
             (tenant_id,),
         )
         return int(rows[0][0])
@@ -364,7 +367,8 @@ class Store:
                     (tenant_id,),
                 )
             await db.execute(
-                "DELETE FROM file_chunks WHERE file_seq IN (SELECT seq FROM files WHERE tenant_id = ?)",
+                "DELETE FROM file_chunks"
+                " WHERE file_seq IN (SELECT seq FROM files WHERE tenant_id = ?)",
                 (tenant_id,),
             )
             await db.execute("DELETE FROM batches WHERE tenant_id = ?", (tenant_id,))

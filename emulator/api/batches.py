@@ -17,7 +17,8 @@ async def create_batch(request: Request) -> Response:
     principal = caller(request, "models:use")
     body = await json_body(request)
     core = core_of(request)
-    batch = await core.batches.create_batch(principal.tenant_id, body)
+    scenario = request.headers.get("x-emulator-scenario")
+    batch = await core.batches.create_batch(principal.tenant_id, body, scenario)
     return JSON(wire.ok(core.batches.to_wire(batch, _base(request))))
 
 

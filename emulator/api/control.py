@@ -1,13 +1,139 @@
-"""The control plane under `/_emulator/`: health now; reset, clock, scenarios and the rest."""
+"""The control plane under `/_emulator/`: health, reset, seed, clock, scenarios, journal, state.
+
+With `--admin-token`, every control route but health needs `X-Emulator-Admin-Token: TOKEN` (or
+`Authorization: Bearer TOKEN`).
+"""
 
 from __future__ import annotations
+
+import hmac
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from emulator import wire
-from emulator.api.http import JSON, core_of
+from emulator import control, wire
+from emulator.api.http import JSON, core_of, json_body
+from emulator.clock import parse_instant
+from emulator.errors import AdminTokenRequired, ValidationError
+from emulator.openapi import openapi_document
+
+
+def admin(request: Request) -> None:
+    token = core_of(request).settings.admin_token
+    if token is None:
+        return
+    given = request.headers.get("x-emulator-admin-token")
+    if given is None:
+        scheme, _, value = request.headers.get("authorization", "").partition(" ")
+        given = value if scheme.lower() == "bearer" else None
+    if given is None or not hmac.compare_digest(given.encode(), token.encode()):
+        raise AdminTokenRequired()
+
+
+async def _body(request: Request) -> dict[str, object]:
+    return await json_body(request) if await request.body() else {}
 
 
 async def health(request: Request) -> Response:
     return JSON(wire.ok(core_of(request).health()))
+
+
+async def reset(request: Request) -> Response:
+    admin(request)
+    return JSON(wire.ok(await control.reset(core_of(request), await _body(request))))
+
+
+async def get_clock(request: Request) -> Response:
+    admin(request)
+    return JSON(wire.ok(core_of(request).clock.to_dict()))
+
+
+async def set_clock(request: Request) -> Response:
+    admin(request)
+    return JSON(wire.ok(await control.set_clock(core_of(request), await json_body(request))))
+
+
+async def advance_clock(request: Request) -> Response:
+    admin(request)
+    return JSON(wire.ok(await control.advance_clock(core_of(request), await json_body(request))))
+
+
+async def get_seed(request: Request) -> Response:
+    admin(request)
+    return JSON(wire.ok({"seed": core_of(request).settings.seed}))
+
+
+async def set_seed(request: Request) -> Response:
+    admin(request)
+    return JSON(wire.ok(control.set_seed(core_of(request), await json_body(request))))
+
+
+async def list_scenarios(request: Request) -> Response:
+    admin(request)
+    return JSON(wire.ok(control.list_scenarios(core_of(request))))
+
+
+async def get_scenario(request: Request) -> Response:
+    admin(request)
+    return JSON(wire.ok(control.describe(core_of(request).scenarios.global_scenario)))
+
+
+async def set_scenario(request: Request) -> Response:
+    admin(request)
+    core = core_of(request)
+    scenario = control.scenario_from(core, await json_body(request))
+    core.scenarios.set_global(scenario)
+    return JSON(wire.ok(control.describe(scenario)))
+
+
+async def get_tenant_scenario(request: Request) -> Response:
+    admin(request)
+    core = core_of(request)
+    return JSON(
+        wire.ok(control.describe(core.scenarios.for_tenant(request.path_params["tenant_id"])))
+    )
+
+
+async def set_tenant_scenario(request: Request) -> Response:
+    admin(request)
+    core = core_of(request)
+    scenario = control.scenario_from(core, await json_body(request))
+    core.scenarios.set_tenant(request.path_params["tenant_id"], scenario)
+    return JSON(wire.ok(control.describe(scenario)))
+
+
+async def delete_tenant_scenario(request: Request) -> Response:
+    admin(request)
+    core = core_of(request)
+    core.scenarios.set_tenant(request.path_params["tenant_id"], None)
+    return JSON(wire.ok(control.describe(core.scenarios.global_scenario)))
+
+
+async def journal(request: Request) -> Response:
+    admin(request)
+    q = request.query_params
+    try:
+        status = int(q["status"]) if "status" in q else None
+        since = parse_instant(q["since"]).timestamp() if "since" in q else None
+        limit = int(q["limit"]) if "limit" in q else None
+    except ValueError:
+        raise ValidationError(
+            "Invalid journal filter.",
+            details=[{"message": "status and limit are integers, since an ISO-8601 instant"}],
+        ) from None
+    entries = core_of(request).journal.entries(
+        method=q.get("method"), path=q.get("path"), status=status,
+        tenant_id=q.get("tenant_id"), since=since, limit=limit,
+    )  # fmt: skip
+    return JSON(wire.ok({"items": entries}))
+
+
+async def state(request: Request) -> Response:
+    admin(request)
+    core = core_of(request)
+    dump = await control.state(core, request.query_params.get("tenant_id"), str(request.base_url))
+    return JSON(wire.ok(dump))
+
+
+async def openapi(request: Request) -> Response:
+    return JSON(openapi_document(core_of(request).version))

@@ -14,18 +14,19 @@ from emulator.engine import png_for
 
 
 async def _infer(request: Request, route: str) -> Response:
-    caller(request, "models:use")
+    principal = caller(request, "models:use")
     body = await json_body(request)
-    return JSON(wire.ok(core_of(request).infer(route, body)))
+    return JSON(wire.ok(core_of(request).infer(route, body, principal.tenant_id)))
 
 
 async def chat(request: Request) -> Response:
-    caller(request, "models:use")
+    principal = caller(request, "models:use")
     body = await json_body(request)
     core = core_of(request)
     if body.get("stream") is True:
-        return StreamingResponse(_sse(core.infer_stream(body)), media_type="text/event-stream")
-    return JSON(wire.ok(core.infer("/v1/inference/chat", body)))
+        chunks = core.infer_stream(body, principal.tenant_id)
+        return StreamingResponse(_sse(chunks), media_type="text/event-stream")
+    return JSON(wire.ok(core.infer("/v1/inference/chat", body, principal.tenant_id)))
 
 
 async def _sse(chunks: list[dict[str, object]]) -> AsyncIterator[bytes]:

@@ -30,4 +30,23 @@ ROUTES: list[Route] = [
     Route("/v1/files/{file_id}/content", files.get_file_content, methods=["GET"]),
     # control plane
     Route("/_emulator/health", control.health, methods=["GET"]),
+    Route("/_emulator/reset", control.reset, methods=["POST"]),
+    Route("/_emulator/clock", control.get_clock, methods=["GET"]),
+    Route("/_emulator/clock", control.set_clock, methods=["PUT"]),
+    Route("/_emulator/clock/advance", control.advance_clock, methods=["POST"]),
+    Route("/_emulator/seed", control.get_seed, methods=["GET"]),
+    Route("/_emulator/seed", control.set_seed, methods=["PUT"]),
+    Route("/_emulator/scenarios", control.list_scenarios, methods=["GET"]),
+    Route("/_emulator/scenario", control.get_scenario, methods=["GET"]),
+    Route("/_emulator/scenario", control.set_scenario, methods=["PUT"]),
+    Route("/_emulator/tenants/{tenant_id}/scenario", control.get_tenant_scenario, methods=["GET"]),
+    Route("/_emulator/tenants/{tenant_id}/scenario", control.set_tenant_scenario, methods=["PUT"]),
+    Route(
+        "/_emulator/tenants/{tenant_id}/scenario",
+        control.delete_tenant_scenario,
+        methods=["DELETE"],
+    ),
+    Route("/_emulator/journal", control.journal, methods=["GET"]),
+    Route("/_emulator/state", control.state, methods=["GET"]),
+    Route("/openapi.json", control.openapi, methods=["GET"]),
 ]

@@ -1,0 +1,128 @@
+"""Control-plane operations: what `/_emulator/...` does, without the HTTP."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from emulator import wire
+from emulator.clock import parse_instant
+from emulator.errors import ValidationError
+from emulator.scenarios import Scenario
+from emulator.tenancy import KEY_PATTERN, open_tenant_id
+
+if TYPE_CHECKING:
+    from emulator.core import Emulator
+
+
+def _field_error(field: str, message: str) -> ValidationError:
+    return ValidationError(
+        f"Invalid {field}: {message}.", details=[{"field": field, "message": message}]
+    )
+
+
+def tenant_of(body: dict[str, Any]) -> str | None:
+    """`tenant_id`, or the tenant an open-mode `api_key` stands for; None means everyone."""
+    if body.get("tenant_id") is not None:
+        if not isinstance(body["tenant_id"], str):
+            raise _field_error("tenant_id", "must be a string")
+        return str(body["tenant_id"])
+    key = body.get("api_key")
+    if key is None:
+        return None
+    if not isinstance(key, str) or not KEY_PATTERN.fullmatch(key):
+        raise _field_error("api_key", "must be a well-formed sgk_ key")
+    return open_tenant_id(key)
+
+
+async def reset(core: Emulator, body: dict[str, Any]) -> dict[str, Any]:
+    tenant = tenant_of(body)
+    await core.reset(tenant)
+    return {"reset": "all" if tenant is None else tenant}
+
+
+async def set_clock(core: Emulator, body: dict[str, Any]) -> dict[str, Any]:
+    mode, scale, start = body.get("mode"), body.get("scale"), body.get("start")
+    if mode is not None and not isinstance(mode, str):
+        raise _field_error("mode", "must be real, scaled or frozen")
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, int | float)):
+        raise _field_error("scale", "must be a number > 0")
+    instant = None
+    if start is not None:
+        try:
+            instant = parse_instant(str(start))
+        except ValueError:
+            raise _field_error("start", "must be an ISO-8601 instant") from None
+    core.clock.configure(mode, float(scale) if scale is not None else None, instant)
+    await core.settle()
+    return core.clock.to_dict()
+
+
+async def advance_clock(core: Emulator, body: dict[str, Any]) -> dict[str, Any]:
+    """Move the clock forward, then process everything that became due before answering, so a
+    status read right after sees exactly the state at the new instant."""
+    seconds = body.get("seconds", 0) + 60 * body.get("minutes", 0) + 3600 * body.get("hours", 0)
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        raise _field_error("seconds", "seconds, minutes and hours must be numbers")
+    core.clock.advance(float(seconds))
+    await core.settle()
+    return core.clock.to_dict()
+
+
+def set_seed(core: Emulator, body: dict[str, Any]) -> dict[str, Any]:
+    seed = body.get("seed")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise _field_error("seed", "must be an integer")
+    core.reseed(seed)
+    return {"seed": seed}
+
+
+def scenario_from(core: Emulator, body: dict[str, Any]) -> Scenario:
+    """`{"name": bundled-name-or-file}` or `{"yaml": "..."}`."""
+    if isinstance(body.get("yaml"), str):
+        return core.scenarios.from_yaml(body["yaml"])
+    if isinstance(body.get("name"), str):
+        return core.scenarios.resolve(body["name"])
+    raise ValidationError(
+        'Give a scenario as {"name": ...} or {"yaml": ...}.',
+        details=[{"field": "name", "message": "a bundled name, a file path, or inline yaml"}],
+    )
+
+
+def describe(scenario: Scenario) -> dict[str, Any]:
+    return {**scenario.summary(), "yaml": scenario.text}
+
+
+def list_scenarios(core: Emulator) -> dict[str, Any]:
+    scenarios = core.scenarios
+    return {
+        "bundled": [s.summary() for s in scenarios.bundled()],
+        "global": scenarios.global_scenario.summary(),
+        "tenants": {t: s.summary() for t, s in scenarios.tenant_scenarios().items()},
+    }
+
+
+async def state(core: Emulator, tenant_id: str | None, base_url: str) -> dict[str, Any]:
+    """A dump of the emulator's state (what the dashboard shows)."""
+    batches = await core.store.all_batches(tenant_id)
+    files = await core.store.all_files(tenant_id)
+    return {
+        "version": core.version,
+        "clock": core.clock.to_dict(),
+        "seed": core.settings.seed,
+        "tenancy": core.tenancy.mode,
+        "settings": _current_settings(core),
+        "scenarios": list_scenarios(core),
+        "batches": [
+            {"tenant_id": b.tenant_id, **core.batches.to_wire(b, base_url)} for b in batches
+        ],
+        "files": [{"tenant_id": f.tenant_id, **wire.file(f)} for f in files],
+        "journal_size": len(core.journal.raw()),
+    }
+
+
+def _current_settings(core: Emulator) -> dict[str, Any]:
+    hidden = {"admin_token"}
+    return {
+        name: (None if value is None else "***" if name in hidden else str(value))
+        for name, value in vars(core.settings).items()
+    }

@@ -1,0 +1,282 @@
+"""The scenario language's schema, and its checker.
+
+A scenario file is checked on the YAML node tree (not on the loaded data) so that every problem
+names the file, the path in the document and the line: `flaky.yaml: faults[1].match.every
+(line 12): must be an integer >= 1`. The schema is a table; `emulator.scenarios` builds objects
+only from documents that passed it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import yaml
+
+from emulator.errors import ERROR_CODES, ConfigError
+
+Check = Callable[[yaml.Node], str | None]  # returns a problem, or None
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+class ScenarioError(ConfigError):
+    """A scenario document that does not fit the language."""
+
+
+def duration_seconds(value: Any) -> float:
+    """`30`, `30s`, `250ms`, `5m`, `2h`, `1d` -> seconds."""
+    if isinstance(value, bool):
+        raise ValueError("not a duration")
+    if isinstance(value, int | float):
+        return float(value)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ValueError("not a duration")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+# --- scalar checks -------------------------------------------------------------------------------
+
+_INT = "tag:yaml.org,2002:int"
+_FLOAT = "tag:yaml.org,2002:float"
+_STR = "tag:yaml.org,2002:str"
+_BOOL = "tag:yaml.org,2002:bool"
+
+
+def _scalar(node: yaml.Node, tags: tuple[str, ...]) -> bool:
+    return isinstance(node, yaml.ScalarNode) and node.tag in tags
+
+
+def integer(minimum: int) -> Check:
+    def check(node: yaml.Node) -> str | None:
+        if not _scalar(node, (_INT,)) or int(node.value) < minimum:
+            return f"must be an integer >= {minimum}"
+        return None
+
+    return check
+
+
+def number(minimum: float, maximum: float | None = None) -> Check:
+    def check(node: yaml.Node) -> str | None:
+        bounds = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
+        if not _scalar(node, (_INT, _FLOAT)):
+            return f"must be a number {bounds}"
+        value = float(node.value)
+        if value < minimum or (maximum is not None and value > maximum):
+            return f"must be a number {bounds}"
+        return None
+
+    return check
+
+
+def text(node: yaml.Node) -> str | None:
+    return None if _scalar(node, (_STR,)) and node.value != "" else "must be a non-empty string"
+
+
+def duration(node: yaml.Node) -> str | None:
+    if isinstance(node, yaml.ScalarNode) and node.tag in (_INT, _FLOAT, _STR):
+        try:
+            if duration_seconds(float(node.value) if node.tag != _STR else node.value) >= 0:
+                return None
+        except ValueError:
+            pass
+    return "must be a duration: seconds, or a number with ms, s, m, h or d (e.g. 30s, 2h)"
+
+
+def regex(node: yaml.Node) -> str | None:
+    if text(node):
+        return "must be a regular expression"
+    try:
+        re.compile(node.value)
+    except re.error as exc:
+        return f"is not a valid regular expression: {exc}"
+    return None
+
+
+def error_code(node: yaml.Node) -> str | None:
+    if text(node) or not re.fullmatch(r"[A-Z][A-Z0-9_]*", node.value):
+        return "must be an error code in UPPER_SNAKE_CASE (e.g. BACKEND_ERROR)"
+    return None
+
+
+def http_status(node: yaml.Node) -> str | None:
+    if not _scalar(node, (_INT,)) or not 400 <= int(node.value) <= 599:
+        return "must be an HTTP error status from 400 to 599"
+    return None
+
+
+def one_of(*values: str) -> Check:
+    def check(node: yaml.Node) -> str | None:
+        if not isinstance(node, yaml.ScalarNode) or node.value not in values:
+            return f"must be one of {', '.join(values)}"
+        return None
+
+    return check
+
+
+def boolean(node: yaml.Node) -> str | None:
+    return None if _scalar(node, (_BOOL,)) else "must be true or false"
+
+
+# --- structure ----------------------------------------------------------------------------------
+
+Spec = Any  # a Check, a dict (mapping spec), ("list", Spec), ("either", Spec, Spec)
+
+
+def listed(spec: Spec) -> tuple[str, Spec]:
+    return ("list", spec)
+
+
+def either(*specs: Spec) -> tuple[Any, ...]:
+    return ("either", *specs)
+
+
+DISTRIBUTION = {
+    "distribution": one_of("fixed", "uniform", "exponential", "normal", "lognormal"),
+    "value": duration,
+    "min": duration,
+    "max": duration,
+    "mean": duration,
+    "stddev": duration,
+    "median": duration,
+    "sigma": number(0),
+}
+
+MATCH = {
+    "custom_id": text,  # glob
+    "custom_id_regex": regex,
+    "line": either(integer(1), listed(integer(1))),
+    "route": text,  # glob
+    "model": text,  # glob
+    "content": text,  # glob over the request's text
+    "content_regex": regex,
+    "every": integer(1),
+    "probability": number(0, 1),
+}
+
+ERROR = {"code": error_code, "message": text, "status": http_status, "retry_after": integer(0)}
+
+SCHEMA: dict[str, Spec] = {
+    "name": text,
+    "description": text,
+    "seed": integer(0),
+    "processing": {
+        "start_delay": duration,
+        "latency": either(duration, DISTRIBUTION),
+        "concurrency": integer(1),
+    },
+    "faults": listed({"match": MATCH, "error": ERROR}),
+    "batch": {
+        "fail_input": either(boolean, {"message": text}),
+        "cancel_after": integer(0),
+        "window": duration,
+    },
+    "api_faults": listed(
+        {
+            "match": {
+                "route": text,
+                "method": one_of("GET", "POST", "PUT", "DELETE", "PATCH"),
+                "calls": either(integer(1), listed(integer(1))),
+                "after_calls": integer(0),
+                "probability": number(0, 1),
+            },
+            "error": ERROR,
+            "latency": duration,
+        }
+    ),
+    "limits": {
+        "max_requests_per_batch": integer(0),
+        "max_input_bytes": integer(0),
+        "max_active_batches": integer(0),
+    },
+    "rate_limit": {
+        "requests": integer(1),
+        "per": duration,
+        "scope": one_of("key", "tenant"),
+        "routes": listed(text),
+    },
+    "canned": listed({"match": MATCH, "response": text}),
+    # Reserved: webhook behaviour (duplicates, delays, reordering, bad signatures) arrives with
+    # the webhooks API; until then a scenario that asks for it is refused rather than ignored.
+    "webhooks": "reserved",
+}
+
+REQUIRED = {"faults[]": ("error",), "api_faults[]": (), "canned[]": ("response",)}
+
+
+class Checker:
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, path: str, node: yaml.Node, problem: str) -> ScenarioError:
+        where = f"{path} " if path else ""
+        return ScenarioError(f"{self.source}: {where}(line {node.start_mark.line + 1}): {problem}")
+
+    def check(self, path: str, node: yaml.Node, spec: Spec) -> None:
+        if spec == "reserved":
+            raise self.fail(path, node, "webhook behaviour is not supported by this version")
+        if isinstance(spec, dict):
+            self._mapping(path, node, spec)
+        elif isinstance(spec, tuple) and spec[0] == "list":
+            if not isinstance(node, yaml.SequenceNode):
+                raise self.fail(path, node, "must be a list")
+            for i, item in enumerate(node.value):
+                self.check(f"{path}[{i}]", item, spec[1])
+        elif isinstance(spec, tuple) and spec[0] == "either":
+            problems = []
+            for option in spec[1:]:
+                try:
+                    self.check(path, node, option)
+                    return
+                except ScenarioError as exc:
+                    problems.append(str(exc).rsplit("): ", 1)[-1])
+            raise self.fail(path, node, " or ".join(dict.fromkeys(problems)))
+        else:
+            problem = spec(node)
+            if problem:
+                raise self.fail(path, node, problem)
+
+    def _mapping(self, path: str, node: yaml.Node, spec: dict[str, Spec]) -> None:
+        if not isinstance(node, yaml.MappingNode):
+            raise self.fail(path, node, "must be a mapping")
+        seen = set()
+        for key_node, value_node in node.value:
+            key = key_node.value
+            where = f"{path}.{key}" if path else str(key)
+            if key not in spec:
+                known = ", ".join(k for k in spec)
+                raise self.fail(where, key_node, f"unknown key '{key}' (known: {known})")
+            if key in seen:
+                raise self.fail(where, key_node, "key given twice")
+            seen.add(key)
+            self.check(where, value_node, spec[key])
+        generic = re.sub(r"\[\d+\]$", "[]", path)
+        for required in REQUIRED.get(generic, ()):
+            if required not in seen:
+                raise self.fail(path, node, f"missing required key '{required}'")
+
+
+def load_document(text_: str, source: str) -> dict[str, Any]:
+    """Parse and check one scenario document; its plain data on success."""
+    try:
+        node = yaml.compose(text_, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ScenarioError(
+            f"{source}{line}: not valid YAML: {getattr(exc, 'problem', exc)}"
+        ) from None
+    if node is None:
+        raise ScenarioError(f"{source}: the scenario is empty")
+    Checker(source).check("", node, SCHEMA)
+    data = yaml.safe_load(text_)
+    assert isinstance(data, dict)
+    return data
+
+
+def known_error_status(code: str) -> int:
+    """The HTTP status an injected code answers with when the scenario gives none."""
+    return ERROR_CODES.get(code, 500)

@@ -1,0 +1,450 @@
+"""Scenarios: YAML files that say how the emulated service behaves, and the plans built from them.
+
+A scenario sets processing speed (start delay, per-request latency, concurrency), per-request
+faults, batch outcomes, API faults, quotas, rate limits and canned responses. Every random choice
+is a hash of (seed, what is being decided), never a shared random stream, so a scenario replays
+identically whatever order requests arrive or are processed in.
+
+Scopes, most specific first: the batch's `X-Emulator-Scenario` header on submit, the tenant's
+scenario (control API), the global scenario (`serve --scenario`).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import math
+import re
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from emulator.errors import EmulatorError, ValidationError, error_for_code
+from emulator.plan import Plan
+from emulator.records import RequestRecord
+from emulator.scenario_schema import (
+    ScenarioError,
+    duration_seconds,
+    known_error_status,
+    load_document,
+)
+
+_HERE = Path(__file__).parent
+#: bundled scenarios: in the installed package, or the repository's scenarios/ folder.
+BUNDLED_DIRS = (_HERE / "_scenarios", _HERE.parent / "scenarios")
+DEFAULT = "happy-path"
+
+
+def unit(*parts: object) -> float:
+    """A uniform number in [0, 1) that is a pure function of `parts` (the seeded source)."""
+    digest = hashlib.blake2b(":".join(map(str, parts)).encode(), digest_size=8).digest()
+    value: int = struct.unpack(">Q", digest)[0]
+    return (value >> 11) / float(1 << 53)
+
+
+# --- the parts of a scenario --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Latency:
+    distribution: str = "fixed"
+    params: dict[str, float] = field(default_factory=dict)
+
+    def sample(self, u: float) -> float:
+        p = self.params
+        if self.distribution == "fixed":
+            return p["value"]
+        if self.distribution == "uniform":
+            return p["min"] + (p["max"] - p["min"]) * u
+        if self.distribution == "exponential":
+            return -p["mean"] * math.log(1.0 - u)
+        z = _normal_quantile(u)
+        if self.distribution == "normal":
+            return max(0.0, p["mean"] + p["stddev"] * z)
+        return p["median"] * math.exp(p.get("sigma", 0.5) * z)  # lognormal
+
+
+def _normal_quantile(u: float) -> float:
+    from statistics import NormalDist
+
+    return NormalDist().inv_cdf(min(max(u, 1e-12), 1 - 1e-12))
+
+
+@dataclass(frozen=True)
+class Match:
+    """Which requests a rule applies to; every condition given must hold."""
+
+    custom_id: re.Pattern[str] | None = None
+    lines: frozenset[int] | None = None
+    route: str | None = None
+    model: str | None = None
+    content: re.Pattern[str] | None = None
+    every: int | None = None
+    probability: float | None = None
+
+    def matches(self, r: RequestRecord, draw: float) -> bool:
+        body = r.body if isinstance(r.body, dict) else {}
+        return (
+            (self.custom_id is None or bool(self.custom_id.fullmatch(r.custom_id)))
+            and (self.lines is None or r.line in self.lines)
+            and (self.route is None or fnmatch.fnmatchcase(r.url, self.route))
+            and (self.model is None or fnmatch.fnmatchcase(str(body.get("model")), self.model))
+            and (self.content is None or bool(self.content.search(request_text(body))))
+            and (self.every is None or (r.idx + 1) % self.every == 0)
+            and (self.probability is None or draw < self.probability)
+        )
+
+
+def request_text(body: dict[str, Any]) -> str:
+    """The text a request carries (messages, prompt or input), for content matching."""
+    parts: list[str] = []
+    for message in body.get("messages") or ():
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str):
+            parts.append(content)
+        elif isinstance(content, list):
+            parts.extend(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    for key in ("prompt", "input"):
+        value = body.get(key)
+        parts.extend(
+            [value]
+            if isinstance(value, str)
+            else [str(v) for v in value or () if isinstance(v, str)]
+        )
+    return "\n".join(parts)
+
+
+@dataclass(frozen=True)
+class Fault:
+    match: Match
+    code: str
+    message: str
+    status: int
+    retry_after: int | None = None
+
+    def error(self) -> EmulatorError:
+        return error_for_code(
+            self.code, self.message, status=self.status, retry_after=self.retry_after
+        )
+
+
+@dataclass(frozen=True)
+class Canned:
+    match: Match
+    response: str
+
+
+@dataclass(frozen=True)
+class ApiFault:
+    route: str = "*"
+    method: str | None = None
+    calls: frozenset[int] | None = None
+    after_calls: int | None = None
+    probability: float | None = None
+    error: Fault | None = None
+    latency: float = 0.0
+
+    def applies(self, method: str, path: str) -> bool:
+        return fnmatch.fnmatchcase(path, self.route) and (
+            self.method is None or method == self.method
+        )
+
+    def fires(self, call: int, draw: float) -> bool:
+        """Whether the `call`-th matching call (1-based) is hit."""
+        return (
+            (self.calls is None or call in self.calls)
+            and (self.after_calls is None or call > self.after_calls)
+            and (self.probability is None or draw < self.probability)
+        )
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    requests: int
+    per: float = 60.0
+    scope: str = "key"
+    routes: tuple[str, ...] = ("/v1/*",)
+
+    def covers(self, path: str) -> bool:
+        return any(fnmatch.fnmatchcase(path, r) for r in self.routes)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    source: str
+    text: str
+    description: str = ""
+    seed: int | None = None
+    start_delay: float = 0.0
+    latency: Latency | None = None
+    concurrency: int = 1
+    faults: tuple[Fault, ...] = ()
+    canned: tuple[Canned, ...] = ()
+    fail_input: str | None = None
+    cancel_after: int | None = None
+    window: float | None = None
+    api_faults: tuple[ApiFault, ...] = ()
+    limits: dict[str, int] = field(default_factory=dict)
+    rate_limit: RateLimit | None = None
+
+    def summary(self) -> dict[str, Any]:
+        return {"name": self.name, "description": self.description, "source": self.source}
+
+    def plan(self, seed: int, batch_id: str) -> ScenarioPlan:
+        return ScenarioPlan(self, self.seed if self.seed is not None else seed, batch_id)
+
+    def canned_for(self, r: RequestRecord, draw: float) -> str | None:
+        for rule in self.canned:
+            if rule.match.matches(r, draw):
+                return rule.response
+        return None
+
+
+class ScenarioPlan(Plan):
+    """A batch's plan under a scenario."""
+
+    def __init__(self, scenario: Scenario, seed: int, batch_id: str) -> None:
+        super().__init__(start_delay=scenario.start_delay, concurrency=scenario.concurrency)
+        self.scenario, self.seed, self.batch_id = scenario, seed, batch_id
+
+    def latency(self, idx: int, request: RequestRecord | None) -> float:
+        if self.scenario.latency is None:
+            return 0.0
+        return self.scenario.latency.sample(unit(self.seed, self.batch_id, "latency", idx))
+
+    def fault(self, request: RequestRecord) -> EmulatorError | None:
+        for n, rule in enumerate(self.scenario.faults):
+            if rule.match.matches(
+                request, unit(self.seed, self.batch_id, "fault", n, request.custom_id)
+            ):
+                return rule.error()
+        return None
+
+    def canned(self, request: RequestRecord) -> str | None:
+        return self.scenario.canned_for(
+            request, unit(self.seed, self.batch_id, "canned", request.custom_id)
+        )
+
+    def fail_input(self) -> dict[str, Any] | None:
+        if self.scenario.fail_input is None:
+            return None
+        return {
+            "code": "INPUT_PARSE_ERROR",
+            "message": self.scenario.fail_input,
+            "details": [{"line": 1, "message": self.scenario.fail_input}],
+        }
+
+    def cancel_after(self) -> int | None:
+        return self.scenario.cancel_after
+
+    def window_seconds(self, requested: int) -> int:
+        return requested if self.scenario.window is None else int(self.scenario.window)
+
+
+# --- building scenarios from documents ----------------------------------------------------------
+
+
+def parse_scenario(text: str, source: str, fallback_name: str = "custom") -> Scenario:
+    """Check a YAML document against the language and build the scenario."""
+    doc = load_document(text, source)
+    processing = doc.get("processing", {})
+    batch = doc.get("batch", {})
+    fail = batch.get("fail_input")
+    return Scenario(
+        name=str(doc.get("name", fallback_name)),
+        source=source,
+        text=text,
+        description=str(doc.get("description", "")),
+        seed=doc.get("seed"),
+        start_delay=duration_seconds(processing.get("start_delay", 0)),
+        latency=_latency(processing.get("latency")),
+        concurrency=int(processing.get("concurrency", 1)),
+        faults=tuple(
+            _fault(f["match"] if "match" in f else {}, f["error"]) for f in doc.get("faults", ())
+        ),
+        canned=tuple(
+            Canned(_match(c.get("match", {})), c["response"]) for c in doc.get("canned", ())
+        ),
+        fail_input=(
+            None
+            if fail in (None, False)
+            else fail["message"]
+            if isinstance(fail, dict)
+            else "Input file is invalid."
+        ),
+        cancel_after=batch.get("cancel_after"),
+        window=duration_seconds(batch["window"]) if "window" in batch else None,
+        api_faults=tuple(_api_fault(a) for a in doc.get("api_faults", ())),
+        limits=dict(doc.get("limits", {})),
+        rate_limit=_rate_limit(doc.get("rate_limit")),
+    )
+
+
+def _latency(raw: Any) -> Latency | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        return Latency("fixed", {"value": duration_seconds(raw)})
+    params = {
+        k: (float(v) if k == "sigma" else duration_seconds(v))
+        for k, v in raw.items()
+        if k != "distribution"
+    }
+    return Latency(raw.get("distribution", "fixed"), params)
+
+
+def _match(raw: dict[str, Any]) -> Match:
+    custom_id = raw.get("custom_id_regex")
+    if custom_id is None and "custom_id" in raw:
+        custom_id = fnmatch.translate(raw["custom_id"])
+    content = raw.get("content_regex")
+    if content is None and "content" in raw:  # a glob searched anywhere in the request's text
+        content = re.escape(raw["content"]).replace(r"\*", ".*").replace(r"\?", ".")
+    line = raw.get("line")
+    return Match(
+        custom_id=re.compile(custom_id) if custom_id is not None else None,
+        lines=frozenset([line] if isinstance(line, int) else line) if line is not None else None,
+        route=raw.get("route"),
+        model=raw.get("model"),
+        content=re.compile(content, re.IGNORECASE) if content is not None else None,
+        every=raw.get("every"),
+        probability=raw.get("probability"),
+    )
+
+
+def _fault(match: dict[str, Any], error: dict[str, Any]) -> Fault:
+    code = error.get("code", "BACKEND_ERROR")
+    return Fault(
+        match=_match(match),
+        code=code,
+        message=error.get("message", f"Injected {code}."),
+        status=error.get("status", known_error_status(code)),
+        retry_after=error.get("retry_after"),
+    )
+
+
+def _api_fault(raw: dict[str, Any]) -> ApiFault:
+    m = raw.get("match", {})
+    calls = m.get("calls")
+    return ApiFault(
+        route=m.get("route", "*"),
+        method=m.get("method"),
+        calls=frozenset([calls] if isinstance(calls, int) else calls)
+        if calls is not None
+        else None,
+        after_calls=m.get("after_calls"),
+        probability=m.get("probability"),
+        error=_fault({}, raw["error"]) if "error" in raw else None,
+        latency=duration_seconds(raw.get("latency", 0)),
+    )
+
+
+def _rate_limit(raw: dict[str, Any] | None) -> RateLimit | None:
+    if raw is None:
+        return None
+    return RateLimit(
+        requests=int(raw.get("requests", 60)),
+        per=duration_seconds(raw.get("per", 60)),
+        scope=raw.get("scope", "key"),
+        routes=tuple(raw.get("routes", ("/v1/*",))),
+    )
+
+
+# --- the registry and scopes --------------------------------------------------------------------
+
+
+def bundled_files() -> dict[str, Path]:
+    for folder in BUNDLED_DIRS:
+        if folder.is_dir():
+            return {p.stem: p for p in sorted(folder.glob("*.yaml"))}
+    return {}
+
+
+def load_scenario_file(path: Path) -> Scenario:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ScenarioError(f"{path}: cannot read scenario: {exc.strerror}") from None
+    return parse_scenario(text, str(path), fallback_name=path.stem)
+
+
+class Scenarios:
+    """The scenarios in force: global, per tenant; and the lookup of a batch's scenario."""
+
+    def __init__(self, global_ref: str) -> None:
+        self._bundled = bundled_files()
+        self._cache: dict[str, Scenario] = {}
+        self.global_scenario = self.resolve(global_ref, strict=True)
+        self._tenants: dict[str, Scenario] = {}
+        self.gated = False
+        self._refresh()
+
+    def _refresh(self) -> None:
+        """`gated`: whether any scenario in force has API faults or a rate limit (the gate's
+        one check on the hot path)."""
+        self.gated = any(
+            s.api_faults or s.rate_limit for s in (self.global_scenario, *self._tenants.values())
+        )
+
+    def resolve(self, ref: str, *, strict: bool = False) -> Scenario:
+        """A bundled name or a YAML file path. `strict` raises ScenarioError (startup); otherwise
+        an unknown or invalid scenario is a 422 for the request that named it."""
+        try:
+            if ref not in self._cache:
+                if ref in self._bundled:
+                    self._cache[ref] = load_scenario_file(self._bundled[ref])
+                elif ref.endswith((".yaml", ".yml")) and Path(ref).is_file():
+                    self._cache[ref] = load_scenario_file(Path(ref))
+                else:
+                    known = ", ".join(self._bundled)
+                    raise ScenarioError(
+                        f"unknown scenario '{ref}' (bundled: {known}; or a .yaml file)"
+                    )
+            return self._cache[ref]
+        except ScenarioError as exc:
+            if strict:
+                raise
+            raise ValidationError(
+                str(exc), details=[{"field": "scenario", "message": str(exc)}]
+            ) from None
+
+    def from_yaml(self, text: str) -> Scenario:
+        if text not in self._cache:
+            try:
+                self._cache[text] = parse_scenario(text, "<inline>")
+            except ScenarioError as exc:
+                raise ValidationError(
+                    str(exc), details=[{"field": "yaml", "message": str(exc)}]
+                ) from None
+        return self._cache[text]
+
+    def set_global(self, scenario: Scenario) -> None:
+        self.global_scenario = scenario
+        self._refresh()
+
+    def set_tenant(self, tenant_id: str, scenario: Scenario | None) -> None:
+        if scenario is None:
+            self._tenants.pop(tenant_id, None)
+        else:
+            self._tenants[tenant_id] = scenario
+        self._refresh()
+
+    def for_tenant(self, tenant_id: str | None) -> Scenario:
+        if tenant_id is not None and tenant_id in self._tenants:
+            return self._tenants[tenant_id]
+        return self.global_scenario
+
+    def tenant_scenarios(self) -> dict[str, Scenario]:
+        return dict(self._tenants)
+
+    def bundled(self) -> list[Scenario]:
+        return [self.resolve(name) for name in self._bundled]
+
+    def reset(self, tenant_id: str | None = None) -> None:
+        if tenant_id is None:
+            self._tenants.clear()
+        else:
+            self._tenants.pop(tenant_id, None)
+        self._refresh()
