@@ -83,6 +83,7 @@ class ScenarioGate:
             await self.app(scope, receive, send)
             return
         who, tenant = self._who(scope)
+        scope["state"]["tenant_id"] = tenant  # so the journal names the tenant of a refused call
         scenario = scenarios.for_tenant(tenant)
         try:
             extra = await self._apply(scenario, scope, who, tenant)

@@ -163,7 +163,7 @@ class Worker:
         return await parse_input(self.core.files.content(f))
 
     async def _step(self, prog: Progress) -> tuple[bool, float | None]:
-        """Run one chunk of due requests: (True, None) if more may be due now, else (False, next)."""
+        """One chunk of due requests: (True, None) if more may be due now, else (False, next)."""
         b = prog.batch
         assert b.started_at is not None
         now = self.core.clock.now()
