@@ -30,11 +30,19 @@ def parser() -> argparse.ArgumentParser:
         description="Run the emulator. Every option can also be set with its environment variable.",
     )
     add_arguments(serve)
+    scenario = commands.add_parser("scenario", help="work with scenario files")
+    scenario_commands = scenario.add_subparsers(dest="scenario_command", required=True)
+    check = scenario_commands.add_parser(
+        "check", help="validate scenario files", description="Validate scenario YAML files."
+    )
+    check.add_argument("files", nargs="+", metavar="FILE")
     return top
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.command == "scenario":
+        return check_scenarios(args.files)
     try:
         settings = build_settings(vars(args), os.environ if env is None else env)
     except ConfigError as exc:
@@ -43,6 +51,24 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     if args.command == "serve":
         return serve(settings)
     return 2  # pragma: no cover - argparse rejects unknown commands
+
+
+def check_scenarios(files: Sequence[str]) -> int:
+    """Validate each file; print one line per file. Exit 1 if any is invalid."""
+    from pathlib import Path
+
+    from emulator.scenarios import load_scenario_file
+
+    failed = 0
+    for name in files:
+        try:
+            scenario = load_scenario_file(Path(name))
+        except ConfigError as exc:
+            failed += 1
+            print(f"error: {exc}", file=sys.stderr)
+        else:
+            print(f"{name}: ok (scenario '{scenario.name}')")
+    return 1 if failed else 0
 
 
 def is_loopback(host: str) -> bool:
