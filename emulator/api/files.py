@@ -40,7 +40,7 @@ async def create_file(request: Request) -> Response:
             "Expected a multipart/form-data body with a 'file' field.",
             details=[{"field": "file", "message": str(exc) or type(exc).__name__}],
         ) from None
-    async with form:
+    try:
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
             raise ValidationError(
@@ -53,6 +53,8 @@ async def create_file(request: Request) -> Response:
             _purpose(form.get("purpose")),
             _read(upload),
         )
+    finally:
+        await form.close()  # removes the spooled temporary files
     return JSON(wire.ok(wire.file(record)))
 
 
