@@ -10,6 +10,7 @@ import orjson
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from emulator import wire
@@ -86,12 +87,22 @@ async def on_http_exception(request: Request, exc: Exception) -> Response:
     err: EmulatorError
     if exc.status_code == 405:
         err = MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}.")
-        err.headers = dict(exc.headers or {})
+        err.headers = {"Allow": ", ".join(_allowed_methods(request))}
     elif exc.status_code == 404:
         err = RouteNotFound(f"No route {request.method} {request.url.path}.")
     else:
         err = EmulatorError(str(exc.detail), status=exc.status_code, code="BAD_REQUEST")
     return render_error(err, request.scope["state"]["request_id"])
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves on this path: a path can be several routes (one per method),
+    and Starlette's own `Allow` names only the first one that matched."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.matches(request.scope)[0] != Match.NONE:
+            methods |= route.methods or set()
+    return sorted(methods)
 
 
 class RequestContext:
