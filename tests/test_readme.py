@@ -93,7 +93,7 @@ def test_batch_example_runs_as_written(server: str, tmp_path: Path) -> None:
 
 def test_settings_table_matches_the_code() -> None:
     rows = re.findall(
-        r"^\| `(--[a-z0-9-]+)` \| `(SCAIGRID_EMULATOR_[A-Z_]+)` \|", README, re.MULTILINE
+        r"^\| `(--[a-z0-9-]+)` \| `(SCAIGRID_EMULATOR_[A-Z0-9_]+)` \|", README, re.MULTILINE
     )
     assert rows == [(s.flag, s.env) for s in SETTINGS]
 
