@@ -60,10 +60,13 @@ async def set_clock(core: Emulator, body: dict[str, Any]) -> dict[str, Any]:
 async def advance_clock(core: Emulator, body: dict[str, Any]) -> dict[str, Any]:
     """Move the clock forward, then process everything that became due before answering, so a
     status read right after sees exactly the state at the new instant."""
-    seconds = body.get("seconds", 0) + 60 * body.get("minutes", 0) + 3600 * body.get("hours", 0)
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
-        raise _field_error("seconds", "seconds, minutes and hours must be numbers")
-    core.clock.advance(float(seconds))
+    seconds = 0.0
+    for name, unit in (("seconds", 1), ("minutes", 60), ("hours", 3600)):
+        value = body.get(name, 0)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise _field_error(name, "must be a number")
+        seconds += unit * value
+    core.clock.advance(seconds)
     await core.settle()
     return core.clock.to_dict()
 
