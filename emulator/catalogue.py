@@ -1,4 +1,4 @@
-"""The model catalogue: data (a bundled YAML, replaceable with `--models`), loaded and checked once."""
+"""The model catalogue: data (a bundled YAML, replaceable with `--models`), checked once on load."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ BUNDLED_MODELS = Path(__file__).parent / "data" / "models.yaml"
 MODALITIES = ("chat", "embedding", "image", "audio")
 STATUSES = ("active", "deprecated")
 WINDOWS = ("24h", "4h", "1h")
+#: Fraction off the live price per completion window, for windows a model does not set.
+DEFAULT_DISCOUNT = {"24h": "0.50", "4h": "0.30", "1h": "0.15"}
 
 #: route -> the modality a model must have to serve it.
 ROUTE_MODALITY = {
@@ -61,7 +63,8 @@ class Catalogue:
         return [
             m
             for m in self.models
-            if (modality is None or m.modality == modality) and (status is None or m.status == status)
+            if (modality is None or m.modality == modality)
+            and (status is None or m.status == status)
         ]
 
 
@@ -79,7 +82,10 @@ def load_catalogue(path: Path | None = None) -> Catalogue:
     defaults = doc.get("defaults") or {}
     if not isinstance(defaults, dict):
         raise ConfigError(f"{path}: 'defaults' must be a mapping")
-    models = [_model(path, i, {**defaults, **_mapping(path, i, raw)}) for i, raw in enumerate(doc["models"])]
+    models = [
+        _model(path, i, {**defaults, **_mapping(path, i, raw)})
+        for i, raw in enumerate(doc["models"])
+    ]
     slugs = [m.slug for m in models]
     dupes = sorted({s for s in slugs if slugs.count(s) > 1})
     if dupes:
@@ -106,9 +112,17 @@ def _model(path: Path, i: int, raw: dict[str, Any]) -> Model:
     unknown = sorted(set(raw) - _KNOWN)
     if unknown:
         raise ConfigError(f"{where}: unknown field(s): {', '.join(unknown)}")
-    for key in ("slug", "modality", "context_window", "input_price_per_mtok", "output_price_per_mtok"):
+    for key in (
+        "slug",
+        "modality",
+        "context_window",
+        "input_price_per_mtok",
+        "output_price_per_mtok",
+    ):
         if key not in raw:
             raise ConfigError(f"{where}: missing required field '{key}'")
+    if not isinstance(raw["slug"], str) or not raw["slug"].strip():
+        raise ConfigError(f"{where}: slug must be a non-empty string")
     if raw["modality"] not in MODALITIES:
         raise ConfigError(f"{where}: modality must be one of {', '.join(MODALITIES)}")
     if raw.get("status", "active") not in STATUSES:
@@ -117,12 +131,16 @@ def _model(path: Path, i: int, raw: dict[str, Any]) -> Model:
         raise ConfigError(f"{where}: an embedding model needs a positive integer 'dimensions'")
     if raw["modality"] == "chat" and not _positive_int(raw.get("max_output_tokens")):
         raise ConfigError(f"{where}: a chat model needs a positive integer 'max_output_tokens'")
-    if not isinstance(raw["context_window"], int) or raw["context_window"] < 0:
+    for key in ("max_output_tokens", "dimensions"):
+        if raw.get(key) is not None and not _positive_int(raw[key]):
+            raise ConfigError(f"{where}: {key} must be a positive integer")
+    if not _positive_int(raw["context_window"]) and raw["context_window"] != 0:
         raise ConfigError(f"{where}: context_window must be a non-negative integer")
-    discount = raw.get("batch_discount") or {}
-    if not isinstance(discount, dict) or set(discount) != set(WINDOWS):
-        raise ConfigError(f"{where}: batch_discount must give exactly {', '.join(WINDOWS)}")
-    extra = {
+    given = raw.get("batch_discount") or {}
+    if not isinstance(given, dict) or not set(given) <= set(WINDOWS):
+        raise ConfigError(f"{where}: batch_discount may give only {', '.join(WINDOWS)}")
+    discount = {**DEFAULT_DISCOUNT, **given}
+    extra: dict[str, Any] = {
         k: raw[k]
         for k in ("health_status", "active_backend_count", "total_backend_count", "description")
         if k in raw
@@ -136,7 +154,9 @@ def _model(path: Path, i: int, raw: dict[str, Any]) -> Model:
         max_output_tokens=raw.get("max_output_tokens"),
         dimensions=raw.get("dimensions"),
         input_price_per_mtok=_decimal(where, "input_price_per_mtok", raw["input_price_per_mtok"]),
-        output_price_per_mtok=_decimal(where, "output_price_per_mtok", raw["output_price_per_mtok"]),
+        output_price_per_mtok=_decimal(
+            where, "output_price_per_mtok", raw["output_price_per_mtok"]
+        ),
         price_per_image=(
             _decimal(where, "price_per_image", raw["price_per_image"])
             if raw.get("price_per_image") is not None
@@ -154,7 +174,7 @@ def _positive_int(value: Any) -> bool:
 def _decimal(where: str, key: str, value: Any) -> Decimal:
     # Prices are decimal strings on the wire; floats in YAML would round, so they are refused.
     if not isinstance(value, str):
-        raise ConfigError(f"{where}: {key} must be a decimal string such as \"2.50\"")
+        raise ConfigError(f'{where}: {key} must be a decimal string such as "2.50"')
     try:
         out = Decimal(value)
     except InvalidOperation as exc:

@@ -206,7 +206,9 @@ def _all_error_classes() -> list[type[EmulatorError]]:
 
 #: code -> HTTP status, for every code the emulator can answer with. Scenarios that inject a code
 #: by name take its status from here unless they set one.
-ERROR_CODES: dict[str, int] = {c.code: c.status for c in _all_error_classes() if c is not EmulatorError}
+ERROR_CODES: dict[str, int] = {
+    c.code: c.status for c in _all_error_classes() if c is not EmulatorError
+}
 ERROR_CODES.update(
     {
         "UPSTREAM_SHAPE_MISMATCH": 502,
