@@ -203,11 +203,18 @@ class Scenario:
 
 
 class ScenarioPlan(Plan):
-    """A batch's plan under a scenario."""
+    """A batch's plan under a scenario.
+
+    Draws are a hash of (seed, batch id, what is decided). Batch ids derive from the emulator's
+    seed, so a scenario that pins its own `seed` leaves the batch id out: its draws depend on
+    that seed and the request (position, custom_id) alone, whatever the emulator's seed, and so
+    every batch of the same input draws the same.
+    """
 
     def __init__(self, scenario: Scenario, seed: int, batch_id: str) -> None:
         super().__init__(start_delay=scenario.start_delay, concurrency=scenario.concurrency)
-        self.scenario, self.seed, self.batch_id = scenario, seed, batch_id
+        self.scenario, self.seed = scenario, seed
+        self.batch_id = batch_id if scenario.seed is None else "pinned"
 
     def latency(self, idx: int, request: RequestRecord | None) -> float:
         if self.scenario.latency is None:
@@ -217,14 +224,14 @@ class ScenarioPlan(Plan):
     def fault(self, request: RequestRecord) -> EmulatorError | None:
         for n, rule in enumerate(self.scenario.faults):
             if rule.match.matches(
-                request, unit(self.seed, self.batch_id, "fault", n, request.custom_id)
+                request, unit(self.seed, self.batch_id, "fault", n, request.idx, request.custom_id)
             ):
                 return rule.error()
         return None
 
     def canned(self, request: RequestRecord) -> str | None:
         return self.scenario.canned_for(
-            request, unit(self.seed, self.batch_id, "canned", request.custom_id)
+            request, unit(self.seed, self.batch_id, "canned", request.idx, request.custom_id)
         )
 
     def fail_input(self) -> dict[str, Any] | None:
