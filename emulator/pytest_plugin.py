@@ -1,0 +1,140 @@
+"""The pytest plugin: a real emulator on loopback for a whole test session, a fresh tenant per test.
+
+    def test_my_batch_client(scaigrid):
+        client = MyBatchClient(base_url=scaigrid.base_url, api_key=scaigrid.api_key)
+        batch_id = client.submit(lines)
+        scaigrid.wait_for(batch_id, "completed")
+
+The server runs on a frozen clock, so nothing happens by itself with time: `advance()` moves it.
+Each test gets its own API key, hence its own tenant (open tenancy): tests never see each other's
+batches or files, and a scenario set with `use_scenario` applies to that test's tenant only.
+"""
+
+from __future__ import annotations
+
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from emulator.settings import Settings
+from emulator.tenancy import open_tenant_id
+
+
+class EmulatorServer:
+    """uvicorn serving the emulator in a background thread, on a free loopback port."""
+
+    def __init__(self, settings: Settings) -> None:
+        import uvicorn
+
+        from emulator.app import create_app
+        from emulator.core import Emulator
+
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        settings = settings.replace(host="127.0.0.1", port=self.sock.getsockname()[1])
+        self.base_url = settings.base_url
+        self.core = Emulator(settings)
+        config = uvicorn.Config(
+            create_app(core=self.core, owned=True), log_level="warning", access_log=False
+        )
+        self.server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]})
+
+    def start(self, timeout: float = 10.0) -> None:
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:  # uvicorn sets it once it accepts connections
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the emulator server failed to start")
+            self._thread.join(0.01)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self._thread.join(timeout=10)
+        self.sock.close()
+
+
+class Scaigrid:
+    """What a test gets: URLs, a fresh key, a client, and the levers of the emulator."""
+
+    def __init__(self, server: EmulatorServer) -> None:
+        self.base_url = server.base_url
+        self.api_key = "sgk_test_" + secrets.token_hex(20)
+        self.tenant_id = open_tenant_id(self.api_key)
+        self.client = httpx.Client(
+            base_url=self.base_url, headers={"Authorization": f"Bearer {self.api_key}"}, timeout=30
+        )
+        self._control = httpx.Client(base_url=f"{self.base_url}/_emulator", timeout=60)
+
+    def _call(self, method: str, path: str, **kw: Any) -> Any:
+        resp = self._control.request(method, path, **kw)
+        resp.raise_for_status()
+        return resp.json()["data"]
+
+    def advance(
+        self, seconds: float = 0, *, minutes: float = 0, hours: float = 0
+    ) -> dict[str, Any]:
+        """Move the emulator clock forward; returns once everything due by then is processed."""
+        data: dict[str, Any] = self._call(
+            "POST", "/clock/advance", json={"seconds": seconds, "minutes": minutes, "hours": hours}
+        )
+        return data
+
+    def use_scenario(self, name_or_path: str | Path) -> None:
+        """Run this test's tenant under a bundled scenario, a YAML file, or inline YAML text."""
+        ref = str(name_or_path)
+        body = {"yaml": ref} if "\n" in ref else {"name": ref}
+        self._call("PUT", f"/tenants/{self.tenant_id}/scenario", json=body)
+
+    def wait_for(self, batch_id: str, status: str) -> dict[str, Any]:
+        """The batch once it has `status`. Processes what is due now; it never waits on time:
+        if the batch needs later instants to get there, advance the clock first."""
+        self.advance(0)
+        resp = self.client.get(f"/v1/inference/batch/{batch_id}")
+        resp.raise_for_status()
+        batch: dict[str, Any] = resp.json()["data"]
+        if batch["status"] != status:
+            raise AssertionError(
+                f"batch {batch_id} is {batch['status']}, not {status}, at emulator time "
+                f"{self.now()}; advance the clock if it is waiting on time"
+            )
+        return batch
+
+    def now(self) -> str:
+        now: str = self._call("GET", "/clock")["now"]
+        return now
+
+    def journal(self, **filters: Any) -> list[dict[str, Any]]:
+        """This test's requests, oldest first (filters: method, path, status, since, limit)."""
+        params = {"tenant_id": self.tenant_id, **filters}
+        items: list[dict[str, Any]] = self._call("GET", "/journal", params=params)["items"]
+        return items
+
+    def close(self) -> None:
+        self.client.close()
+        self._control.close()
+
+
+@pytest.fixture(scope="session")
+def scaigrid_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorServer]:
+    """One emulator for the session: frozen clock, seed 0, a database in a temporary folder."""
+    db = tmp_path_factory.mktemp("scaigrid") / "emulator.db"
+    server = EmulatorServer(Settings(db=str(db), clock="frozen"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def scaigrid(scaigrid_server: EmulatorServer) -> Iterator[Scaigrid]:
+    """A fresh tenant on the session's emulator."""
+    handle = Scaigrid(scaigrid_server)
+    yield handle
+    handle.close()

@@ -1,0 +1,69 @@
+"""The `scaigrid` fixture, used the way a downstream suite uses it: a pytest run over a test file."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+SUITE = """
+import base64, json
+
+LINES = [
+    {"custom_id": f"r{i}", "method": "POST", "url": "/v1/inference/chat",
+     "body": {"model": "openai/gpt-4o", "messages": [{"role": "user", "content": f"hi {i}"}]}}
+    for i in range(4)
+]
+B64 = base64.b64encode("\\n".join(json.dumps(x) for x in LINES).encode()).decode()
+
+
+def submit(scaigrid, **body):
+    resp = scaigrid.client.post("/v1/inference/batch", json={"input_file_base64": B64, **body})
+    assert resp.status_code == 200, resp.text
+    return resp.json()["data"]["id"]
+
+
+def test_happy_path(scaigrid):
+    batch = scaigrid.wait_for(submit(scaigrid), "completed")
+    assert batch["completed_count"] == 4
+    results = scaigrid.client.get(batch["results_url"]).text.splitlines()
+    assert [json.loads(r)["custom_id"] for r in results] == ["r0", "r1", "r2", "r3"]
+
+
+def test_a_fresh_tenant_per_test(scaigrid):
+    listed = scaigrid.client.get("/v1/inference/batch").json()["data"]["items"]
+    assert listed == []
+
+
+def test_scenario_and_clock(scaigrid):
+    scaigrid.use_scenario("slow-processing")
+    batch_id = submit(scaigrid, endpoint_completion_window="1h")
+    assert scaigrid.wait_for(batch_id, "pending")["status"] == "pending"
+    scaigrid.advance(hours=1)
+    batch = scaigrid.wait_for(batch_id, "completed")
+    assert (batch["completed_count"], batch["failed_count"]) == (3, 1)
+
+
+def test_wait_for_says_when_time_is_needed(scaigrid):
+    scaigrid.use_scenario("slow-processing")
+    batch_id = submit(scaigrid)
+    try:
+        scaigrid.wait_for(batch_id, "completed")
+    except AssertionError as exc:
+        assert "advance the clock" in str(exc)
+    else:
+        raise AssertionError("expected wait_for to refuse")
+
+
+def test_journal_is_this_tests_own(scaigrid):
+    scaigrid.client.get("/v1/models")
+    paths = [e["path"] for e in scaigrid.journal()]
+    assert paths == ["/v1/models"]
+"""
+
+
+@pytest.mark.slow
+def test_the_fixture_in_a_downstream_suite(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_downstream=SUITE)
+    result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=5)
