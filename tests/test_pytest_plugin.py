@@ -1,4 +1,4 @@
-"""The `scaigrid` fixture, used the way a downstream suite uses it: a pytest run over a test file."""
+"""The `scaigrid` fixture, used as a downstream suite uses it: a pytest run over a test file."""
 
 from __future__ import annotations
 
