@@ -48,7 +48,10 @@ def embed_line(custom_id: str, texts: list[str] | None = None) -> dict[str, Any]
         "custom_id": custom_id,
         "method": "POST",
         "url": EMBED,
-        "body": {"model": "openai/text-embedding-3-small", "input": texts or ["First text", "Second text"]},
+        "body": {
+            "model": "openai/text-embedding-3-small",
+            "input": texts or ["First text", "Second text"],
+        },
     }
 
 
@@ -72,7 +75,9 @@ class Harness:
     def client_for(self, api_key: str | None) -> httpx.AsyncClient:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         return httpx.AsyncClient(
-            transport=httpx.ASGITransport(self.app), base_url="http://emulator.test", headers=headers
+            transport=httpx.ASGITransport(self.app),
+            base_url="http://emulator.test",
+            headers=headers,
         )
 
     async def settle(self) -> None:
@@ -82,7 +87,9 @@ class Harness:
         self.core.clock.advance(seconds)
         await self.core.settle()
 
-    async def submit(self, lines: list[Any], client: httpx.AsyncClient | None = None, **body: Any) -> dict[str, Any]:
+    async def submit(
+        self, lines: list[Any], client: httpx.AsyncClient | None = None, **body: Any
+    ) -> dict[str, Any]:
         resp = await (client or self.client).post(
             "/v1/inference/batch", json={"input_file_base64": b64(lines), **body}
         )
@@ -109,7 +116,9 @@ class Harness:
 
 
 async def _start(**overrides: Any) -> Harness:
-    settings = Settings(db=":memory:", clock="frozen", clock_start=START, seed=0).replace(**overrides)
+    settings = Settings(db=":memory:", clock="frozen", clock_start=START, seed=0).replace(
+        **overrides
+    )
     core = Emulator(settings)
     await core.start()
     return Harness(core, create_app(core=core))
