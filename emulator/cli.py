@@ -6,13 +6,20 @@ import argparse
 import ipaddress
 import logging
 import os
+import signal
 import socket
 import sys
+import threading
 from collections.abc import Mapping, Sequence
+from types import FrameType
+from typing import TYPE_CHECKING
 
 from emulator import __version__
 from emulator.errors import ConfigError
 from emulator.settings import Settings, add_arguments, build_settings
+
+if TYPE_CHECKING:
+    import uvicorn
 
 log = logging.getLogger("emulator")
 
@@ -72,7 +79,7 @@ def check_scenarios(files: Sequence[str]) -> int:
 
 
 def is_loopback(host: str) -> bool:
-    if host == "localhost":
+    if host.lower() == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -96,7 +103,15 @@ def serve(settings: Settings) -> int:
             settings.host,
         )
     # Bind first so that `--port 0` knows its real port before URLs are minted from it.
-    sock = _bind(settings.host, settings.port)
+    try:
+        sock = _bind(settings.host, settings.port)
+    except OSError as exc:
+        print(
+            f"scaigrid-emulator: error: cannot listen on {settings.host}:{settings.port}: "
+            f"{exc.strerror or exc}",
+            file=sys.stderr,
+        )
+        return 2
     settings = settings.replace(port=sock.getsockname()[1])
     try:
         core = Emulator(settings)
@@ -111,14 +126,38 @@ def serve(settings: Settings) -> int:
         timeout_graceful_shutdown=5,
     )
     print(f"scaigrid-emulator {__version__} listening on {settings.base_url}", flush=True)
-    uvicorn.Server(config).run(sockets=[sock])
+    _run_until_signalled(uvicorn.Server(config), sock)
     return 0
+
+
+def _ignore_signal(signum: int, frame: FrameType | None) -> None:
+    """Stands in for the default handlers while uvicorn serves; see `_run_until_signalled`."""
+
+
+def _run_until_signalled(server: uvicorn.Server, sock: socket.socket) -> None:
+    """Serve until SIGINT or SIGTERM, then exit cleanly. uvicorn shuts down gracefully on either
+    signal and afterwards re-raises it to the handler it found in place; with the default handlers
+    that would kill the process (SIGTERM) or raise KeyboardInterrupt (SIGINT) after a clean
+    shutdown, so a no-op handler is put in place for the duration of the run."""
+    if threading.current_thread() is not threading.main_thread():
+        server.run(sockets=[sock])
+        return
+    previous = {sig: signal.signal(sig, _ignore_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        server.run(sockets=[sock])
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
     sock.set_inheritable(True)
     return sock

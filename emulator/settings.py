@@ -51,6 +51,12 @@ def _port(value: str) -> int:
     return out
 
 
+def _log_level(value: str) -> str:
+    if value.lower() not in ("debug", "info", "warning", "error", "critical"):
+        raise ValueError("must be debug, info, warning, error or critical")
+    return value.lower()
+
+
 def _positive_float(value: str) -> float:
     out = float(value)
     if out <= 0:
@@ -105,7 +111,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("max_input_bytes", 500 * 1024 * 1024, _positive_int, "QUOTA_EXCEEDED above this size"),
     Setting("max_active_batches", 10, _positive_int, "pending/processing batches allowed a tenant"),
-    Setting("log_level", "info", str, "log level: debug, info, warning, error", "LEVEL"),
+    Setting("log_level", "info", _log_level, "log level: debug, info, warning, error", "LEVEL"),
 )
 
 
@@ -141,6 +147,8 @@ class Settings:
         if self.public_url:
             return self.public_url.rstrip("/")
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        if ":" in host:  # an IPv6 literal is bracketed in a URL
+            host = f"[{host}]"
         return f"http://{host}:{self.port}"
 
 
@@ -161,7 +169,8 @@ def build_settings(args: Mapping[str, str | None], env: Mapping[str, str]) -> Se
         raw = args.get(s.name)
         source = s.flag
         if raw is None:
-            raw, source = env.get(s.env), s.env
+            # An empty variable counts as unset (`VAR=` in a compose file or a CI matrix).
+            raw, source = env.get(s.env) or None, s.env
         if raw is None:
             values[s.name] = s.default
             continue
