@@ -1,0 +1,204 @@
+"""`scaigrid-emulator serve` as a real process: start, answer curl, shut down cleanly on signals."""
+
+from __future__ import annotations
+
+import os
+import re
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from emulator import __version__
+
+ROOT = Path(__file__).resolve().parent.parent
+KEY = "sgk_0123456789abcdef0123456789abcdef"
+CHAT_BODY = (
+    '{"model": "scailabs/poolnoodle-omni", "messages": [{"role": "user", "content": "Hello"}], '
+    '"max_tokens": 50}'
+)
+STARTUP_SECONDS = 15.0
+SHUTDOWN_SECONDS = 10.0
+
+pytestmark = pytest.mark.slow
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen[str]
+    base_url: str
+    stderr_path: Path
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(encoding="utf-8", errors="replace")
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCAIGRID_EMULATOR_")}
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+def _read_line(proc: subprocess.Popen[str], timeout: float) -> str:
+    """The first stdout line, waiting at most `timeout` seconds for it."""
+    assert proc.stdout is not None
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        if not sel.select(timeout):
+            return ""
+    return proc.stdout.readline()
+
+
+def _wait_healthy(server: Server, within: float) -> None:
+    """Poll /_emulator/health with short timeouts until it answers; bounded by `within` seconds.
+    Between refused connections the loop waits on the process itself, so a crash ends it too."""
+    deadline = time.monotonic() + within
+    with httpx.Client(timeout=0.5) as client:
+        while time.monotonic() < deadline:
+            try:
+                resp = client.get(f"{server.base_url}/_emulator/health")
+            except httpx.TransportError:
+                try:
+                    code = server.proc.wait(timeout=0.05)
+                except subprocess.TimeoutExpired:
+                    continue
+                pytest.fail(f"serve exited with {code} before answering:\n{server.stderr()}")
+            if resp.status_code == 200:
+                body = resp.json()
+                assert body["status"] == "ok"
+                assert body["data"]["version"] == __version__
+                return
+    pytest.fail(f"/_emulator/health did not answer within {within} s:\n{server.stderr()}")
+
+
+def _start(tmp_path: Path, *extra: str) -> Server:
+    stderr_path = tmp_path / "serve.stderr"
+    with stderr_path.open("w", encoding="utf-8") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "emulator", "serve", "--port", "0",
+             "--db", str(tmp_path / "e.db"), *extra],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            env=_env(),
+            cwd=tmp_path,
+            text=True,
+        )  # fmt: skip
+    line = _read_line(proc, STARTUP_SECONDS)
+    match = re.fullmatch(
+        rf"scaigrid-emulator {re.escape(__version__)} listening on (http://127\.0\.0\.1:(\d+))\n",
+        line,
+    )
+    if not match:
+        proc.kill()
+        proc.wait()
+        pytest.fail(f"no listening line: {line!r}\n{stderr_path.read_text()}")
+    assert int(match.group(2)) > 0
+    server = Server(proc, match.group(1), stderr_path)
+    _wait_healthy(server, within=10.0)
+    return server
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    s = _start(tmp_path)
+    yield s
+    if s.proc.poll() is None:
+        s.proc.kill()
+        s.proc.wait()
+    if s.proc.stdout is not None:
+        s.proc.stdout.close()
+
+
+def _curl() -> str:
+    curl = shutil.which("curl")
+    if curl is None:
+        pytest.fail(
+            "curl is not installed; it is needed for the README example (.ci/run installs it)"
+        )
+    return curl
+
+
+def test_readme_curl_example(server: Server) -> None:
+    done = subprocess.run(
+        [
+            _curl(), "-s", f"{server.base_url}/v1/inference/chat",
+            "-H", f"Authorization: Bearer {KEY}",
+            "-H", "Content-Type: application/json",
+            "-d", CHAT_BODY,
+        ],
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    body = orjson.loads(done.stdout)
+    assert body["status"] == "ok", body
+    choice = body["data"]["choices"][0]
+    assert choice["message"]["role"] == "assistant"
+    assert choice["message"]["content"]
+    assert body["data"]["model"] == "scailabs/poolnoodle-omni"
+    assert body["data"]["usage"]["completion_tokens"] <= 50
+
+
+def test_served_responses_carry_request_ids_and_errors(server: Server) -> None:
+    with httpx.Client(base_url=server.base_url, timeout=5) as client:
+        resp = client.get("/v1/models")
+        assert resp.status_code == 401
+        assert resp.json()["meta"]["request_id"] == resp.headers["x-request-id"]
+        resp = client.get("/v1/models/openai%2Fgpt-4o", headers={"Authorization": f"Bearer {KEY}"})
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["data"]["slug"] == "openai/gpt-4o"
+
+
+def _stop(server: Server, sig: signal.Signals) -> int:
+    server.proc.send_signal(sig)
+    try:
+        return server.proc.wait(timeout=SHUTDOWN_SECONDS)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"serve did not stop within {SHUTDOWN_SECONDS} s of {sig.name}")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_graceful_shutdown_on_signal(server: Server, sig: signal.Signals) -> None:
+    code = _stop(server, sig)
+    stderr = server.stderr()
+    assert code == 0, stderr
+    assert "Traceback" not in stderr
+    assert "shutdown complete" in stderr.lower()
+
+
+def test_module_version() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "emulator", "--version"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"scaigrid-emulator {__version__}"
+
+
+def test_bad_setting_exits_2_with_one_line(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "emulator", "serve", "--clock", "sideways"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=tmp_path,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("scaigrid-emulator: error: --clock='sideways': ")
+    assert "Traceback" not in done.stderr
