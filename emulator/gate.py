@@ -117,15 +117,17 @@ class ScenarioGate:
         self, scenario: Scenario, scope: Scope, who: str, tenant: str | None
     ) -> list[tuple[bytes, bytes]]:
         method, path = scope["method"], scope["path"]
+        # calls are counted from when the scenario was put in force; draws use its own seed if
+        # it pins one
+        activation = self.core.scenarios.activation(tenant)
+        seed = self.core.settings.seed if scenario.seed is None else scenario.seed
         for n, rule in enumerate(scenario.api_faults):
             if not rule.applies(method, path):
                 continue
-            key = (f"{scenario.name}:{tenant}", n)
+            key = (f"{activation}:{scenario.name}:{tenant}", n)
             self.state.calls[key] += 1
             call = self.state.calls[key]
-            if not rule.fires(
-                call, unit(self.core.settings.seed, "api", scenario.name, tenant, n, call)
-            ):
+            if not rule.fires(call, unit(seed, "api", scenario.name, tenant, n, call)):
                 continue
             if rule.latency:
                 await self._delay(rule.latency)

@@ -8,6 +8,7 @@ only from documents that passed it.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from typing import Any
@@ -44,15 +45,28 @@ _INT = "tag:yaml.org,2002:int"
 _FLOAT = "tag:yaml.org,2002:float"
 _STR = "tag:yaml.org,2002:str"
 _BOOL = "tag:yaml.org,2002:bool"
+_NULL = "tag:yaml.org,2002:null"
+
+
+_CONSTRUCTOR = yaml.constructor.SafeConstructor()
 
 
 def _scalar(node: yaml.Node, tags: tuple[str, ...]) -> bool:
     return isinstance(node, yaml.ScalarNode) and node.tag in tags
 
 
+def _number(node: yaml.Node) -> float:
+    """An int or float scalar's value as YAML reads it (`0x10` is 16, `.nan` is NaN)."""
+    assert isinstance(node, yaml.ScalarNode)
+    if node.tag == _INT:
+        return float(_CONSTRUCTOR.construct_yaml_int(node))
+    value: float = _CONSTRUCTOR.construct_yaml_float(node)
+    return value
+
+
 def integer(minimum: int) -> Check:
     def check(node: yaml.Node) -> str | None:
-        if not _scalar(node, (_INT,)) or int(node.value) < minimum:
+        if not _scalar(node, (_INT,)) or _number(node) < minimum:
             return f"must be an integer >= {minimum}"
         return None
 
@@ -64,8 +78,8 @@ def number(minimum: float, maximum: float | None = None) -> Check:
         bounds = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
         if not _scalar(node, (_INT, _FLOAT)):
             return f"must be a number {bounds}"
-        value = float(node.value)
-        if value < minimum or (maximum is not None and value > maximum):
+        value = _number(node)
+        if not math.isfinite(value) or value < minimum or (maximum is not None and value > maximum):
             return f"must be a number {bounds}"
         return None
 
@@ -79,10 +93,12 @@ def text(node: yaml.Node) -> str | None:
 def duration(node: yaml.Node) -> str | None:
     if isinstance(node, yaml.ScalarNode) and node.tag in (_INT, _FLOAT, _STR):
         try:
-            if duration_seconds(float(node.value) if node.tag != _STR else node.value) >= 0:
-                return None
+            seconds = duration_seconds(node.value if node.tag == _STR else _number(node))
         except ValueError:
             pass
+        else:
+            if math.isfinite(seconds) and seconds >= 0:
+                return None
     return "must be a duration: seconds, or a number with ms, s, m, h or d (e.g. 30s, 2h)"
 
 
@@ -144,6 +160,15 @@ DISTRIBUTION = {
     "median": duration,
     "sigma": number(0),
 }
+#: the parameters each latency distribution takes; lognormal's sigma is optional (0.5)
+DISTRIBUTION_PARAMS = {
+    "fixed": ("value",),
+    "uniform": ("min", "max"),
+    "exponential": ("mean",),
+    "normal": ("mean", "stddev"),
+    "lognormal": ("median", "sigma"),
+}
+OPTIONAL_PARAMS = {"sigma"}
 
 MATCH = {
     "custom_id": text,  # glob
@@ -220,12 +245,18 @@ class Checker:
             raise self.fail(path, node, "webhook behaviour is not supported by this version")
         if isinstance(spec, dict):
             self._mapping(path, node, spec)
+            if spec is DISTRIBUTION:
+                self._distribution(path, node)
         elif isinstance(spec, tuple) and spec[0] == "list":
             if not isinstance(node, yaml.SequenceNode):
                 raise self.fail(path, node, "must be a list")
             for i, item in enumerate(node.value):
                 self.check(f"{path}[{i}]", item, spec[1])
         elif isinstance(spec, tuple) and spec[0] == "either":
+            fitting = [option for option in spec[1:] if _kind(option) == _node_kind(node)]
+            if len(fitting) == 1:  # the one option of the node's shape: report its own problem
+                self.check(path, node, fitting[0])
+                return
             problems = []
             for option in spec[1:]:
                 try:
@@ -251,12 +282,46 @@ class Checker:
                 raise self.fail(where, key_node, f"unknown key '{key}' (known: {known})")
             if key in seen:
                 raise self.fail(where, key_node, "key given twice")
+            if spec[key] == "reserved":
+                raise self.fail(
+                    where, key_node, "webhook behaviour is not supported by this version"
+                )
             seen.add(key)
             self.check(where, value_node, spec[key])
         generic = re.sub(r"\[\d+\]$", "[]", path)
         for required in REQUIRED.get(generic, ()):
             if required not in seen:
                 raise self.fail(path, node, f"missing required key '{required}'")
+
+    def _distribution(self, path: str, node: yaml.Node) -> None:
+        """A latency distribution takes exactly its own parameters."""
+        given = {key.value: (key, value) for key, value in node.value}
+        name = given["distribution"][1].value if "distribution" in given else "fixed"
+        takes = DISTRIBUTION_PARAMS[name]
+        for key, (key_node, _) in given.items():
+            if key != "distribution" and key not in takes:
+                raise self.fail(
+                    f"{path}.{key}",
+                    key_node,
+                    f"is not a parameter of the {name} distribution (it takes {', '.join(takes)})",
+                )
+        for needed in takes:
+            if needed not in given and needed not in OPTIONAL_PARAMS:
+                raise self.fail(path, node, f"the {name} distribution needs '{needed}'")
+
+
+def _kind(spec: Spec) -> str:
+    if isinstance(spec, dict):
+        return "mapping"
+    if isinstance(spec, tuple) and spec[0] == "list":
+        return "sequence"
+    return "other" if isinstance(spec, tuple) else "scalar"
+
+
+def _node_kind(node: yaml.Node) -> str:
+    if isinstance(node, yaml.MappingNode):
+        return "mapping"
+    return "sequence" if isinstance(node, yaml.SequenceNode) else "scalar"
 
 
 def load_document(text_: str, source: str) -> dict[str, Any]:
@@ -269,7 +334,7 @@ def load_document(text_: str, source: str) -> dict[str, Any]:
         raise ScenarioError(
             f"{source}{line}: not valid YAML: {getattr(exc, 'problem', exc)}"
         ) from None
-    if node is None:
+    if node is None or (isinstance(node, yaml.ScalarNode) and node.tag == _NULL):
         raise ScenarioError(f"{source}: the scenario is empty")
     Checker(source).check("", node, SCHEMA)
     data = yaml.safe_load(text_)

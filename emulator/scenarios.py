@@ -385,6 +385,10 @@ class Scenarios:
         self._cache: dict[str, Scenario] = {}
         self.global_scenario = self.resolve(global_ref, strict=True)
         self._tenants: dict[str, Scenario] = {}
+        # scope (None: global) -> the number of the setting that put its scenario in force, so
+        # that counts kept for a scenario (API-fault calls) start afresh when it is set again
+        self._activations: dict[str | None, int] = {None: 0}
+        self._set_count = 0
         self.gated = False
         self._refresh()
 
@@ -429,14 +433,27 @@ class Scenarios:
 
     def set_global(self, scenario: Scenario) -> None:
         self.global_scenario = scenario
-        self._refresh()
+        self._activate(None)
 
     def set_tenant(self, tenant_id: str, scenario: Scenario | None) -> None:
         if scenario is None:
             self._tenants.pop(tenant_id, None)
+            self._activations.pop(tenant_id, None)
         else:
             self._tenants[tenant_id] = scenario
+            self._activate(tenant_id)
         self._refresh()
+
+    def _activate(self, scope: str | None) -> None:
+        self._set_count += 1
+        self._activations[scope] = self._set_count
+        self._refresh()
+
+    def activation(self, tenant_id: str | None) -> int:
+        """Which setting put the tenant's scenario in force (changes each time one is set)."""
+        if tenant_id is not None and tenant_id in self._tenants:
+            return self._activations[tenant_id]
+        return self._activations[None]
 
     def for_tenant(self, tenant_id: str | None) -> Scenario:
         if tenant_id is not None and tenant_id in self._tenants:
@@ -452,6 +469,8 @@ class Scenarios:
     def reset(self, tenant_id: str | None = None) -> None:
         if tenant_id is None:
             self._tenants.clear()
+            self._activations = {None: self._activations[None]}
         else:
             self._tenants.pop(tenant_id, None)
+            self._activations.pop(tenant_id, None)
         self._refresh()
