@@ -6,9 +6,9 @@ from typing import TYPE_CHECKING, Any
 
 from emulator import wire
 from emulator.clock import parse_instant
-from emulator.errors import ValidationError
+from emulator.errors import EmulatorError, ValidationError
 from emulator.scenarios import Scenario
-from emulator.tenancy import KEY_PATTERN, open_tenant_id
+from emulator.tenancy import KEY_PATTERN
 
 if TYPE_CHECKING:
     from emulator.core import Emulator
@@ -20,8 +20,8 @@ def _field_error(field: str, message: str) -> ValidationError:
     )
 
 
-def tenant_of(body: dict[str, Any]) -> str | None:
-    """`tenant_id`, or the tenant an open-mode `api_key` stands for; None means everyone."""
+def tenant_of(core: Emulator, body: dict[str, Any]) -> str | None:
+    """`tenant_id`, or the tenant an `api_key` belongs to; None means everyone."""
     if body.get("tenant_id") is not None:
         if not isinstance(body["tenant_id"], str):
             raise _field_error("tenant_id", "must be a string")
@@ -31,11 +31,14 @@ def tenant_of(body: dict[str, Any]) -> str | None:
         return None
     if not isinstance(key, str) or not KEY_PATTERN.fullmatch(key):
         raise _field_error("api_key", "must be a well-formed sgk_ key")
-    return open_tenant_id(key)
+    try:
+        return core.tenancy.authenticate(f"Bearer {key}").tenant_id
+    except EmulatorError:
+        raise _field_error("api_key", "is not a key of any tenant") from None
 
 
 async def reset(core: Emulator, body: dict[str, Any]) -> dict[str, Any]:
-    tenant = tenant_of(body)
+    tenant = tenant_of(core, body)
     await core.reset(tenant)
     return {"reset": "all" if tenant is None else tenant}
 

@@ -27,9 +27,10 @@ class RateLimiter:
     """A sliding window on the emulator clock, per key or per tenant, as ScaiGrid's limiter."""
 
     def __init__(self) -> None:
-        self._hits: defaultdict[str, deque[float]] = defaultdict(deque)
+        # (tenant, the key or the whole tenant) -> instants of the calls in the window
+        self._hits: defaultdict[tuple[str | None, str], deque[float]] = defaultdict(deque)
 
-    def check(self, limit: RateLimit, who: str, now: float) -> dict[str, str]:
+    def check(self, limit: RateLimit, who: tuple[str | None, str], now: float) -> dict[str, str]:
         """Count this request; the rate-limit headers, or `RateLimited` once the window is full."""
         hits = self._hits[who]
         while hits and hits[0] <= now - limit.per:
@@ -42,8 +43,11 @@ class RateLimiter:
         hits.append(now)
         return _headers(limit, limit.requests - len(hits), (hits[0] + limit.per))
 
-    def reset(self) -> None:
-        self._hits.clear()
+    def reset(self, tenant_id: str | None = None) -> None:
+        if tenant_id is None:
+            self._hits.clear()
+        for who in [w for w in self._hits if w[0] == tenant_id]:
+            del self._hits[who]
 
 
 def _headers(limit: RateLimit, remaining: int, reset: float) -> dict[str, str]:
@@ -60,11 +64,18 @@ class GateState:
 
     def __init__(self) -> None:
         self.limiter = RateLimiter()
-        self.calls: defaultdict[tuple[str, int], int] = defaultdict(int)
+        # (tenant, activation of its scenario, rule number) -> calls the rule has seen
+        self.calls: defaultdict[tuple[str | None, int, int], int] = defaultdict(int)
 
     def reset(self) -> None:
         self.limiter.reset()
         self.calls.clear()
+
+    def forget(self, tenant_id: str) -> None:
+        """Drop one tenant's rate-limit windows and API-fault call counts (a tenant reset)."""
+        self.limiter.reset(tenant_id)
+        for key in [k for k in self.calls if k[0] == tenant_id]:
+            del self.calls[key]
 
 
 class ScenarioGate:
@@ -124,7 +135,7 @@ class ScenarioGate:
         for n, rule in enumerate(scenario.api_faults):
             if not rule.applies(method, path):
                 continue
-            key = (f"{activation}:{scenario.name}:{tenant}", n)
+            key = (tenant, activation, n)
             self.state.calls[key] += 1
             call = self.state.calls[key]
             if not rule.fires(call, unit(seed, "api", scenario.name, tenant, n, call)):
@@ -136,7 +147,7 @@ class ScenarioGate:
         limit = scenario.rate_limit
         if limit is None or not limit.covers(path):
             return []
-        bucket = who if limit.scope == "key" else f"tenant:{tenant}"
+        bucket = (tenant, who if limit.scope == "key" else "")
         headers = self.state.limiter.check(limit, bucket, self.core.clock.now())
         return [(k.lower().encode(), v.encode()) for k, v in headers.items()]
 

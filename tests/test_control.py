@@ -1,0 +1,422 @@
+"""The control plane under /_emulator: reset, seed, scenarios, journal, state, the admin token, and
+the OpenAPI document."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from conftest import KEY, OTHER_KEY, Harness, chat_line
+
+from emulator.api.routes import ROUTES
+from emulator.scenarios import bundled_files
+from emulator.tenancy import open_tenant_id
+
+MakeEmu = Callable[..., Awaitable[Harness]]
+TENANT = open_tenant_id(KEY)
+OTHER = open_tenant_id(OTHER_KEY)
+CHAT_BODY = chat_line("live", "Tell me something")["body"]
+
+
+def ok(resp: httpx.Response) -> Any:
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["status"] == "ok", body
+    return body["data"]
+
+
+def error_of(resp: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    assert resp.status_code == status, resp.text
+    body = resp.json()
+    assert body["status"] == "error" and body["error"]["code"] == code, body
+    assert body["meta"]["request_id"] == resp.headers["x-request-id"]
+    error: dict[str, Any] = body["error"]
+    return error
+
+
+async def upload(client: httpx.AsyncClient, name: str = "in.jsonl") -> dict[str, Any]:
+    files = {"file": (name, b'{"x": 1}\n', "application/jsonl")}
+    data: dict[str, Any] = ok(await client.post("/v1/files", files=files))
+    return data
+
+
+async def populate(h: Harness, client: httpx.AsyncClient) -> tuple[str, str]:
+    """A file and a finished batch for the client's tenant: (file id, batch id)."""
+    f = await upload(client)
+    batch = await h.submit([chat_line("a")], client=client)
+    await h.settle()
+    return f["id"], batch["id"]
+
+
+async def listing(client: httpx.AsyncClient, path: str) -> list[str]:
+    return [item["id"] for item in ok(await client.get(path))["items"]]
+
+
+# --- health and reset ---------------------------------------------------------------------------
+
+
+async def test_health_needs_nothing(emu: Harness) -> None:
+    async with emu.client_for(None) as anon:
+        data = ok(await anon.get("/_emulator/health"))
+    assert data["status"] == "healthy" and data["version"] == emu.core.version
+
+
+async def test_reset_all(emu: Harness) -> None:
+    async with emu.client_for(OTHER_KEY) as other:
+        mine = await populate(emu, emu.client)
+        await populate(emu, other)
+        assert ok(await emu.client.post("/_emulator/reset")) == {"reset": "all"}
+        for client in (emu.client, other):
+            assert await listing(client, "/v1/files") == []
+            assert await listing(client, "/v1/inference/batch") == []
+        error_of(await emu.client.get(f"/v1/inference/batch/{mine[1]}"), 404, "BATCH_NOT_FOUND")
+        error_of(await emu.client.get(f"/v1/files/{mine[0]}"), 404, "FILE_NOT_FOUND")
+
+
+@pytest.mark.parametrize("how", ["tenant_id", "api_key"])
+async def test_reset_one_tenant_leaves_the_other(emu: Harness, how: str) -> None:
+    async with emu.client_for(OTHER_KEY) as other:
+        await populate(emu, emu.client)
+        theirs = await populate(emu, other)
+        their_files = await listing(other, "/v1/files")
+        assert len(their_files) == 2  # the upload and the batch's inline input
+        await emu.client.put(f"/_emulator/tenants/{TENANT}/scenario", json={"name": "cancellation"})
+        body = {"tenant_id": TENANT} if how == "tenant_id" else {"api_key": KEY}
+        assert ok(await emu.client.post("/_emulator/reset", json=body)) == {"reset": TENANT}
+        # the tenant's journal went with it
+        journal = ok(await emu.client.get("/_emulator/journal", params={"tenant_id": TENANT}))
+        assert journal["items"] == []
+        journal = ok(await emu.client.get("/_emulator/journal", params={"tenant_id": OTHER}))
+        assert journal["items"]
+        assert await listing(emu.client, "/v1/files") == []
+        assert await listing(emu.client, "/v1/inference/batch") == []
+        assert await listing(other, "/v1/files") == their_files
+        assert await listing(other, "/v1/inference/batch") == [theirs[1]]
+        assert (await emu.batch(theirs[1], client=other))["status"] == "completed"
+        # and so did its scenario
+        scenarios = ok(await emu.client.get("/_emulator/scenarios"))
+        assert TENANT not in scenarios["tenants"]
+
+
+async def test_reset_of_a_tenant_clears_its_rate_limit_window(make_emu: MakeEmu) -> None:
+    # Fails until emulator/core.py's Emulator.reset calls `self.gate.forget(tenant_id)` when a
+    # tenant is given (today it clears the gate only on a full reset), so a tenant reset leaves
+    # the tenant's rate-limit window and API-fault call counts behind.
+    h = await make_emu(scenario="rate-limited")
+    async with h.client_for(OTHER_KEY) as other:
+        for _ in range(5):
+            assert (await h.client.get("/v1/models")).status_code == 200
+            assert (await other.get("/v1/models")).status_code == 200
+        error_of(await h.client.get("/v1/models"), 429, "RATE_LIMITED")
+        ok(await h.client.post("/_emulator/reset", json={"tenant_id": TENANT}))
+        assert (await h.client.get("/v1/models")).status_code == 200
+        error_of(await other.get("/v1/models"), 429, "RATE_LIMITED")
+
+
+async def test_reset_by_api_key_in_configured_tenancy(make_emu: MakeEmu, tmp_path: Path) -> None:
+    keys = ["sgk_acme_" + "a" * 32, "sgk_zeta_" + "z" * 32]
+    path = tmp_path / "tenants.yaml"
+    path.write_text(
+        "tenants:\n"
+        f"  - id: acme\n    keys:\n      - key: {keys[0]}\n        role: tenant_admin\n"
+        f"  - id: zeta\n    keys:\n      - key: {keys[1]}\n        role: tenant_admin\n",
+        encoding="utf-8",
+    )
+    h = await make_emu(tenants=path)
+    async with h.client_for(keys[0]) as acme, h.client_for(keys[1]) as zeta:
+        await populate(h, acme)
+        await populate(h, zeta)
+        assert ok(await acme.post("/_emulator/reset", json={"api_key": keys[0]})) == {
+            "reset": "acme"
+        }
+        assert await listing(acme, "/v1/files") == []
+        assert len(await listing(zeta, "/v1/files")) == 2
+        resp = await acme.post("/_emulator/reset", json={"api_key": "sgk_unknown_" + "u" * 32})
+        error_of(resp, 422, "VALIDATION_ERROR")
+
+
+@pytest.mark.parametrize(
+    "body", [{"tenant_id": 5}, {"api_key": "not-a-key"}, {"api_key": ["sgk_"]}]
+)
+async def test_reset_refuses_bad_bodies(emu: Harness, body: dict[str, Any]) -> None:
+    await populate(emu, emu.client)
+    error_of(await emu.client.post("/_emulator/reset", json=body), 422, "VALIDATION_ERROR")
+    assert len(await listing(emu.client, "/v1/files")) == 2
+
+
+async def test_after_a_full_reset_ids_start_again(emu: Harness) -> None:
+    first = await emu.client.get("/v1/models")
+    f1, b1 = await populate(emu, emu.client)
+    ok(await emu.client.post("/_emulator/reset"))
+    again = await emu.client.get("/v1/models")
+    f2, b2 = await populate(emu, emu.client)
+    assert (f1, b1) == (f2, b2)
+    assert first.headers["x-request-id"] == again.headers["x-request-id"]
+
+
+# --- seed ---------------------------------------------------------------------------------------
+
+
+async def test_seed_changes_generated_text_and_ids(emu: Harness) -> None:
+    assert ok(await emu.client.get("/_emulator/seed")) == {"seed": 0}
+    text0 = ok(await emu.client.post("/v1/inference/chat", json=CHAT_BODY))["choices"]
+    batch0 = (await emu.submit([chat_line("a")]))["id"]
+    ok(await emu.client.post("/_emulator/reset"))
+
+    assert ok(await emu.client.put("/_emulator/seed", json={"seed": 5})) == {"seed": 5}
+    assert ok(await emu.client.get("/_emulator/seed")) == {"seed": 5}
+    text5 = ok(await emu.client.post("/v1/inference/chat", json=CHAT_BODY))["choices"]
+    batch5 = (await emu.submit([chat_line("a")]))["id"]
+    assert text5 != text0
+    assert batch5 != batch0
+    state = ok(await emu.client.get("/_emulator/state"))
+    assert state["seed"] == 5
+
+    ok(await emu.client.post("/_emulator/reset"))
+    ok(await emu.client.put("/_emulator/seed", json={"seed": 0}))
+    assert ok(await emu.client.post("/v1/inference/chat", json=CHAT_BODY))["choices"] == text0
+    assert (await emu.submit([chat_line("a")]))["id"] == batch0
+
+
+@pytest.mark.parametrize("body", [{"seed": "5"}, {"seed": True}, {"seed": 1.5}, {}])
+async def test_seed_must_be_an_integer(emu: Harness, body: dict[str, Any]) -> None:
+    error_of(await emu.client.put("/_emulator/seed", json=body), 422, "VALIDATION_ERROR")
+    assert ok(await emu.client.get("/_emulator/seed")) == {"seed": 0}
+
+
+# --- scenarios ----------------------------------------------------------------------------------
+
+
+async def test_scenarios_lists_bundled_global_and_tenant_ones(emu: Harness) -> None:
+    await emu.client.put(f"/_emulator/tenants/{TENANT}/scenario", json={"name": "rate-limited"})
+    await emu.client.put(
+        f"/_emulator/tenants/{OTHER}/scenario", json={"yaml": "name: mine\ndescription: x\n"}
+    )
+    data = ok(await emu.client.get("/_emulator/scenarios"))
+    assert [s["name"] for s in data["bundled"]] == list(bundled_files())
+    assert all(s["description"] and s["source"].endswith(".yaml") for s in data["bundled"])
+    assert data["global"]["name"] == "happy-path"
+    assert data["tenants"][TENANT]["name"] == "rate-limited"
+    assert data["tenants"][OTHER] == {"name": "mine", "description": "x", "source": "<inline>"}
+
+
+async def test_get_and_put_the_global_scenario(emu: Harness, tmp_path: Path) -> None:
+    current = ok(await emu.client.get("/_emulator/scenario"))
+    assert current["name"] == "happy-path" and "happy-path" in current["yaml"]
+    data = ok(await emu.client.put("/_emulator/scenario", json={"name": "cancellation"}))
+    assert data["name"] == "cancellation" and "cancel_after: 5" in data["yaml"]
+    assert ok(await emu.client.get("/_emulator/scenario"))["name"] == "cancellation"
+    batch = await emu.submit([chat_line(f"r{i}") for i in range(7)])
+    await emu.settle()
+    assert (await emu.batch(batch["id"]))["status"] == "cancelled"
+
+    yaml = "name: inline-one\nbatch:\n  fail_input: true\n"
+    data = ok(await emu.client.put("/_emulator/scenario", json={"yaml": yaml}))
+    assert data == {"name": "inline-one", "description": "", "source": "<inline>", "yaml": yaml}
+    path = tmp_path / "from-file.yaml"
+    path.write_text("description: from a file\n", encoding="utf-8")
+    data = ok(await emu.client.put("/_emulator/scenario", json={"name": str(path)}))
+    assert data["name"] == "from-file" and data["source"] == str(path)
+
+
+async def test_a_tenant_scenario_can_be_read_and_dropped(emu: Harness) -> None:
+    url = f"/_emulator/tenants/{TENANT}/scenario"
+    assert ok(await emu.client.get(url))["name"] == "happy-path"  # the global one
+    ok(await emu.client.put(url, json={"name": "flaky-backend"}))
+    assert ok(await emu.client.get(url))["name"] == "flaky-backend"
+    assert ok(await emu.client.delete(url))["name"] == "happy-path"
+    assert ok(await emu.client.get(url))["name"] == "happy-path"
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({"yaml": "name: x\nprocessing:\n  concurrency: 0\n"}, "processing.concurrency (line 3)"),
+        (
+            {"yaml": "faults:\n  - error: {code: X, status: 200}\n"},
+            "faults[0].error.status (line 2)",
+        ),
+        ({"yaml": "name: [broken\n"}, "(line 2): not valid YAML"),
+        ({"yaml": ""}, "the scenario is empty"),
+        ({"name": "no-such-scenario"}, "unknown scenario 'no-such-scenario'"),
+        ({"name": 5}, "name"),
+        ({}, "name"),
+    ],
+)
+async def test_bad_scenarios_are_422(emu: Harness, body: dict[str, Any], fragment: str) -> None:
+    for url in ("/_emulator/scenario", f"/_emulator/tenants/{TENANT}/scenario"):
+        err = error_of(await emu.client.put(url, json=body), 422, "VALIDATION_ERROR")
+        assert fragment in err["message"] + str(err.get("details")), err
+    assert ok(await emu.client.get("/_emulator/scenario"))["name"] == "happy-path"
+    assert ok(await emu.client.get("/_emulator/scenarios"))["tenants"] == {}
+
+
+# --- journal ------------------------------------------------------------------------------------
+
+
+async def test_journal_with_filters(emu: Harness) -> None:
+    async with emu.client_for(OTHER_KEY) as other:
+        await emu.client.get("/v1/models")
+        await upload(emu.client)
+        await emu.client.get("/v1/files/file-nope")
+        await emu.advance(3600)
+        await other.post("/v1/inference/chat", json=CHAT_BODY)
+        await other.get("/v1/files")
+
+    async def items(**params: Any) -> list[tuple[str, str, int, str | None]]:
+        data = ok(await emu.client.get("/_emulator/journal", params=params))
+        return [(e["method"], e["path"], e["status"], e["tenant_id"]) for e in data["items"]]
+
+    v1 = await items(path="/v1/")
+    assert v1 == [
+        ("GET", "/v1/models", 200, TENANT),
+        ("POST", "/v1/files", 200, TENANT),
+        ("GET", "/v1/files/file-nope", 404, TENANT),
+        ("POST", "/v1/inference/chat", 200, OTHER),
+        ("GET", "/v1/files", 200, OTHER),
+    ]
+    assert await items(method="POST", path="/v1") == [v1[1], v1[3]]
+    assert await items(method="post", path="/v1") == [v1[1], v1[3]]
+    assert await items(path="/v1/files") == [v1[1], v1[2], v1[4]]
+    assert await items(status=404) == [v1[2]]
+    assert await items(tenant_id=OTHER) == v1[3:]
+    assert await items(since="2026-01-01T01:00:00Z", path="/v1") == v1[3:]
+    assert await items(path="/v1", limit=2) == v1[3:]
+    entry = ok(await emu.client.get("/_emulator/journal", params={"status": 404}))["items"][0]
+    assert set(entry) == {"time", "method", "path", "query", "status", "tenant_id", "request_id"}
+    assert entry["time"] == "2026-01-01T00:00:00.000Z"
+    assert entry["request_id"].startswith("req_")
+
+
+@pytest.mark.parametrize("params", [{"status": "abc"}, {"limit": "x"}, {"since": "yesterday"}])
+async def test_journal_refuses_bad_filters(emu: Harness, params: dict[str, str]) -> None:
+    error_of(await emu.client.get("/_emulator/journal", params=params), 422, "VALIDATION_ERROR")
+
+
+# --- state --------------------------------------------------------------------------------------
+
+
+async def test_state_dump(make_emu: MakeEmu) -> None:
+    h = await make_emu(admin_token="s3cret")
+    headers = {"X-Emulator-Admin-Token": "s3cret"}
+    file_id, batch_id = await populate(h, h.client)
+    data = ok(await h.client.get("/_emulator/state", headers=headers))
+    assert data["clock"] == {"now": "2026-01-01T00:00:00.000Z", "mode": "frozen", "scale": 1.0}
+    assert data["settings"]["admin_token"] == "***"
+    assert "s3cret" not in str(data)
+    assert data["settings"]["seed"] == "0" and data["seed"] == 0
+    assert data["scenarios"]["global"]["name"] == "happy-path"
+    assert [b["id"] for b in data["batches"]] == [batch_id]
+    assert data["batches"][0]["tenant_id"] == TENANT
+    assert data["batches"][0]["status"] == "completed"
+    assert {f["id"] for f in data["files"]} >= {file_id}
+    assert all(f["tenant_id"] == TENANT for f in data["files"])
+    assert data["version"] == h.core.version and data["journal_size"] > 0
+    only_other = ok(await h.client.get("/_emulator/state", headers=headers,
+                                       params={"tenant_id": OTHER}))  # fmt: skip
+    assert only_other["batches"] == [] and only_other["files"] == []
+
+
+# --- the admin token ----------------------------------------------------------------------------
+
+
+def control_calls() -> list[tuple[str, str]]:
+    out = []
+    for route in ROUTES:
+        if not route.path.startswith("/_emulator") or route.path == "/_emulator/health":
+            continue
+        path = route.path.replace("{tenant_id}", TENANT)
+        out.extend((m, path) for m in sorted((route.methods or set()) - {"HEAD"}))
+    return out
+
+
+@pytest.mark.parametrize(("method", "path"), control_calls())
+async def test_control_routes_need_the_admin_token(
+    make_emu: MakeEmu, method: str, path: str
+) -> None:
+    h = await make_emu(admin_token="t0ken")
+    for headers in ({}, {"X-Emulator-Admin-Token": "wrong"}, {"Authorization": "Bearer wrong"}):
+        resp = await h.client.request(method, path, headers=headers, json={})
+        error_of(resp, 401, "AUTH_TOKEN_INVALID")
+    async with h.client_for(None) as anon:
+        error_of(await anon.request(method, path, json={}), 401, "AUTH_TOKEN_INVALID")
+
+
+@pytest.mark.parametrize(
+    "headers", [{"X-Emulator-Admin-Token": "t0ken"}, {"Authorization": "Bearer t0ken"}]
+)
+async def test_the_admin_token_opens_the_control_plane(
+    make_emu: MakeEmu, headers: dict[str, str]
+) -> None:
+    h = await make_emu(admin_token="t0ken")
+    async with h.client_for(None) as anon:
+        ok(await anon.get("/_emulator/clock", headers=headers))
+        ok(await anon.post("/_emulator/clock/advance", json={"seconds": 5}, headers=headers))
+        ok(await anon.get("/_emulator/state", headers=headers))
+        ok(await anon.get("/_emulator/health"))
+        assert (await anon.get("/openapi.json")).status_code == 200
+
+
+async def test_without_an_admin_token_the_control_plane_is_open(emu: Harness) -> None:
+    async with emu.client_for(None) as anon:
+        ok(await anon.get("/_emulator/clock"))
+
+
+# --- OpenAPI ------------------------------------------------------------------------------------
+
+
+async def test_openapi_lists_every_route_with_its_methods(emu: Harness) -> None:
+    resp = await emu.client.get("/openapi.json")
+    assert resp.status_code == 200
+    doc = resp.json()
+    expected: dict[str, set[str]] = {}
+    for route in ROUTES:
+        path = re.sub(r"{(\w+):\w+}", r"{\1}", route.path)
+        expected.setdefault(path, set()).update(m.lower() for m in (route.methods or ()))
+        expected[path].discard("head")
+    listed = {path: set(ops) for path, ops in doc["paths"].items()}
+    assert listed == expected
+
+
+async def test_openapi_is_structurally_valid_3_1(emu: Harness) -> None:
+    doc = (await emu.client.get("/openapi.json")).json()
+    assert re.fullmatch(r"3\.1\.\d+", doc["openapi"])
+    assert doc["info"]["title"] and doc["info"]["version"] == emu.core.version
+    assert isinstance(doc["components"]["schemas"], dict)
+    schemes = doc["components"]["securitySchemes"]
+    for requirement in doc.get("security", []):
+        assert set(requirement) <= set(schemes)
+    operation_ids = []
+    for path, ops in doc["paths"].items():
+        assert path.startswith("/")
+        template = set(re.findall(r"{(\w+)}", path))
+        for method, op in ops.items():
+            assert method in {"get", "put", "post", "delete", "patch", "options", "head", "trace"}
+            operation_ids.append(op["operationId"])
+            assert op["summary"] and not op["summary"].endswith("_")
+            declared = {p["name"] for p in op.get("parameters", []) if p["in"] == "path"}
+            assert declared == template, (path, method)
+            assert all(p["required"] is True for p in op["parameters"] if p["in"] == "path")
+            assert op["responses"]
+            for code, response in op["responses"].items():
+                assert code == "default" or re.fullmatch(r"[1-5]\d\d", code)
+                assert response["description"]
+                for media in response.get("content", {}).values():
+                    ref = media["schema"].get("$ref")
+                    if ref:
+                        name = ref.removeprefix("#/components/schemas/")
+                        assert name in doc["components"]["schemas"], ref
+    assert len(operation_ids) == len(set(operation_ids))
+
+
+async def test_every_route_has_a_written_summary(emu: Harness) -> None:
+    from emulator.openapi import SUMMARIES
+
+    doc = (await emu.client.get("/openapi.json")).json()
+    for path, ops in doc["paths"].items():
+        for method in ops:
+            assert (method.upper(), path) in SUMMARIES, (method, path)
