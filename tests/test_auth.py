@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -90,15 +90,10 @@ async def test_open_mode_two_keys_are_two_tenants_for_batches(emu: Harness) -> N
     assert (await emu.batch(batch["id"]))["id"] == batch["id"]
 
 
-async def _chunks(*parts: bytes) -> AsyncIterator[bytes]:
-    for part in parts:
-        yield part
-
-
 async def test_open_mode_two_keys_are_two_tenants_for_files(emu: Harness) -> None:
-    tenant = open_tenant_id(emu.api_key)
-    record = await emu.core.files.create_file(tenant, "in.jsonl", "batch", _chunks(b'{"x": 1}\n'))
-    file_id = record.id
+    resp = await emu.client.post("/v1/files", files={"file": ("in.jsonl", b'{"x": 1}\n')})
+    assert resp.status_code == 200, resp.text
+    file_id = resp.json()["data"]["id"]
     async with emu.client_for(key("other")) as other:
         for method, path in [
             ("GET", f"/v1/files/{file_id}"),
