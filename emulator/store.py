@@ -127,7 +127,12 @@ class Store:
             await db.commit()
 
     async def _all(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
-        return list(await self.db.execute_fetchall(sql, args))
+        # Reads share the one connection with writes, so they take the write lock too: a read
+        # between a write's statements and its commit would see rows that a crash can still
+        # lose (a status showing progress that is gone after a restart).
+        self.db  # noqa: B018 - raises StoreClosed before open() and after close()
+        async with self._lock:
+            return list(await self.db.execute_fetchall(sql, args))
 
     # --- meta ----------------------------------------------------------------------------------
 
