@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import defaultdict
+from contextvars import ContextVar
 from typing import Any
 
 import httpx
@@ -35,6 +36,8 @@ from emulator.worker import Worker
 log = logging.getLogger("emulator")
 
 IMAGE_URL_TTL = 3600  # image links expire after 1 hour, as ScaiGrid's media proxy URLs do
+#: the base URL of the live request being answered, for the image links the engine mints
+_request_base: ContextVar[str | None] = ContextVar("request_base", default=None)
 
 
 class Emulator:
@@ -51,8 +54,8 @@ class Emulator:
         self.signer = Signer(hashlib.sha256(f"scaigrid-emulator:{settings.seed}".encode()).digest())
         self.engine = Engine(settings.seed, self.catalogue, image_url=self.image_url)
         self.store = Store(settings.db)
+        self._http = http
         self._own_http = http is None
-        self.http = http or httpx.AsyncClient(timeout=30.0, follow_redirects=True)
         self.source_config = SourceConfig(
             scaidrive_root=settings.scaidrive_root, s3_endpoint_url=settings.s3_endpoint_url
         )
@@ -75,8 +78,9 @@ class Emulator:
         self.started = False
         await self.worker.stop()
         await self.store.close()
-        if self._own_http:
-            await self.http.aclose()
+        if self._own_http and self._http is not None:
+            await self._http.aclose()
+            self._http = None
 
     async def __aenter__(self) -> Emulator:
         await self.start()
@@ -85,12 +89,27 @@ class Emulator:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The client for http(s) batch input, made on first use: building one loads the CA
+        bundle (~0.2 s), which most runs never need."""
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=30.0, follow_redirects=True)
+        return self._http
+
     # --- live inference ------------------------------------------------------------------------
 
-    def infer(self, route: str, body: Any, tenant_id: str | None = None) -> dict[str, Any]:
-        """Answer one inference request with the engine batches use too."""
+    def infer(
+        self, route: str, body: Any, tenant_id: str | None = None, base_url: str | None = None
+    ) -> dict[str, Any]:
+        """Answer one inference request with the engine batches use too. `base_url` is where the
+        caller reached us, so image links point there (batches use the settings' URL)."""
         canned = self._scenario_effects(route, body, tenant_id)
-        return self.engine.infer(route, body, created=int(self.clock.now()), canned=canned)
+        token = _request_base.set(base_url)
+        try:
+            return self.engine.infer(route, body, created=int(self.clock.now()), canned=canned)
+        finally:
+            _request_base.reset(token)
 
     def infer_stream(self, body: Any, tenant_id: str | None = None) -> list[dict[str, Any]]:
         canned = self._scenario_effects("/v1/inference/chat", body, tenant_id)
@@ -114,7 +133,8 @@ class Emulator:
     def image_url(self, digest: str) -> str:
         path = f"/v1/inference/images/{digest}.png"
         expires = int(self.clock.now()) + IMAGE_URL_TTL
-        return f"{self.settings.base_url}{path}?{self.signer.query(path, expires)}"
+        base = (_request_base.get() or self.settings.base_url).rstrip("/")
+        return f"{base}{path}?{self.signer.query(path, expires)}"
 
     def plan_for(self, batch: BatchRecord) -> Plan:
         """The processing plan a batch follows: its scenario, as captured when it was submitted."""

@@ -330,3 +330,13 @@ async def test_image_url_expires_after_an_hour_of_emulator_time(emu: Harness) ->
         assert (await anon.get(url)).status_code == 200
         await emu.advance(1)
         error(await anon.get(url), 403, "RESULTS_URL_EXPIRED")
+
+
+async def test_image_links_point_where_the_caller_reached_us(emu: Harness) -> None:
+    """Behind a port mapping the settings' host is unreachable; the request's host is not."""
+    resp = await emu.client.post(
+        "/v1/inference/images/generate",
+        json={"model": "openai/dall-e-2", "prompt": "a lighthouse", "response_format": "url"},
+    )
+    url = resp.json()["data"]["data"][0]["url"]
+    assert url.startswith("http://emulator.test/v1/inference/images/")

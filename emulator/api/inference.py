@@ -16,7 +16,8 @@ from emulator.engine import png_for
 async def _infer(request: Request, route: str) -> Response:
     principal = caller(request, "models:use")
     body = await json_body(request)
-    return JSON(wire.ok(core_of(request).infer(route, body, principal.tenant_id)))
+    core = core_of(request)
+    return JSON(wire.ok(core.infer(route, body, principal.tenant_id, str(request.base_url))))
 
 
 async def chat(request: Request) -> Response:
