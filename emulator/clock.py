@@ -15,6 +15,8 @@ from typing import Any
 from emulator.errors import ValidationError
 
 MODES = ("real", "scaled", "frozen")
+#: the last instant a timestamp can be written for; the clock is never advanced beyond it
+LAST_INSTANT = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
 
 
 def parse_instant(value: str) -> datetime:
@@ -78,6 +80,11 @@ class Clock:
             raise ValidationError(
                 "The clock only moves forward.",
                 details=[{"field": "seconds", "message": "must be a non-negative number"}],
+            )
+        if self.now() + seconds > LAST_INSTANT:
+            raise ValidationError(
+                "The clock cannot move past 9999-12-31T23:59:59Z.",
+                details=[{"field": "seconds", "message": "moves the clock past year 9999"}],
             )
         self._anchor_emu += seconds
         self._notify()

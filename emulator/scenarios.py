@@ -369,12 +369,15 @@ def bundled_files() -> dict[str, Path]:
     return {}
 
 
-def load_scenario_file(path: Path) -> Scenario:
+def read_scenario_file(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ScenarioError(f"{path}: cannot read scenario: {exc.strerror}") from None
-    return parse_scenario(text, str(path), fallback_name=path.stem)
+
+
+def load_scenario_file(path: Path) -> Scenario:
+    return parse_scenario(read_scenario_file(path), str(path), fallback_name=path.stem)
 
 
 class Scenarios:
@@ -382,7 +385,8 @@ class Scenarios:
 
     def __init__(self, global_ref: str) -> None:
         self._bundled = bundled_files()
-        self._cache: dict[str, Scenario] = {}
+        self._cache: dict[str, Scenario] = {}  # bundled scenarios by name
+        self._files: dict[tuple[str, str], Scenario] = {}  # scenario files by (path, text)
         self.global_scenario = self.resolve(global_ref, strict=True)
         self._tenants: dict[str, Scenario] = {}
         # scope (None: global) -> the number of the setting that put its scenario in force, so
@@ -403,17 +407,18 @@ class Scenarios:
         """A bundled name or a YAML file path. `strict` raises ScenarioError (startup); otherwise
         an unknown or invalid scenario is a 422 for the request that named it."""
         try:
-            if ref not in self._cache:
-                if ref in self._bundled:
+            if ref in self._bundled:
+                if ref not in self._cache:
                     self._cache[ref] = load_scenario_file(self._bundled[ref])
-                elif ref.endswith((".yaml", ".yml")) and Path(ref).is_file():
-                    self._cache[ref] = load_scenario_file(Path(ref))
-                else:
-                    known = ", ".join(self._bundled)
-                    raise ScenarioError(
-                        f"unknown scenario '{ref}' (bundled: {known}; or a .yaml file)"
-                    )
-            return self._cache[ref]
+                return self._cache[ref]
+            if ref.endswith((".yaml", ".yml")) and Path(ref).is_file():
+                # read each time it is named, so an edited file takes effect when set again
+                text = read_scenario_file(Path(ref))
+                if (ref, text) not in self._files:
+                    self._files[(ref, text)] = parse_scenario(text, ref, Path(ref).stem)
+                return self._files[(ref, text)]
+            known = ", ".join(self._bundled)
+            raise ScenarioError(f"unknown scenario '{ref}' (bundled: {known}; or a .yaml file)")
         except ScenarioError as exc:
             if strict:
                 raise

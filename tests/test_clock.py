@@ -274,6 +274,24 @@ async def test_advance_refuses_anything_but_forward_numbers(
     assert ok(await emu.client.get(CLOCK))["now"] == "2026-01-01T00:00:00.000Z"
 
 
+async def test_advance_past_the_last_representable_instant_is_refused(emu: Harness) -> None:
+    validation_error(await emu.client.post(ADVANCE, json={"seconds": 1e12}), "seconds")
+    validation_error(await emu.client.post(ADVANCE, json={"hours": 1e9}))
+    # the clock still works
+    assert ok(await emu.client.get(CLOCK))["now"] == "2026-01-01T00:00:00.000Z"
+    data = ok(await emu.client.post(ADVANCE, json={"hours": 24 * 365 * 7000}))
+    assert data["now"].startswith("902")
+
+
+def test_clock_refuses_to_pass_year_9999() -> None:
+    clock = Clock("frozen", start=START, wall=Wall())
+    with pytest.raises(ValidationError):
+        clock.advance(math.inf)
+    with pytest.raises(ValidationError):
+        clock.advance(1e12)
+    assert clock.now() == T0
+
+
 async def test_advance_with_a_body_that_is_not_json_is_422(emu: Harness) -> None:
     validation_error(await emu.client.post(ADVANCE, content=b"ten"))
 

@@ -223,6 +223,19 @@ async def test_get_and_put_the_global_scenario(emu: Harness, tmp_path: Path) -> 
     assert data["name"] == "from-file" and data["source"] == str(path)
 
 
+async def test_a_scenario_file_is_read_again_when_named_again(emu: Harness, tmp_path: Path) -> None:
+    path = tmp_path / "mine.yaml"
+    path.write_text("description: first version\n", encoding="utf-8")
+    data = ok(await emu.client.put("/_emulator/scenario", json={"name": str(path)}))
+    assert data["description"] == "first version"
+    path.write_text("description: second version\nbatch: {cancel_after: 1}\n", encoding="utf-8")
+    data = ok(await emu.client.put("/_emulator/scenario", json={"name": str(path)}))
+    assert data["description"] == "second version"
+    batch = await emu.submit([chat_line("a"), chat_line("b")])
+    await emu.settle()
+    assert (await emu.batch(batch["id"]))["status"] == "cancelled"
+
+
 async def test_a_tenant_scenario_can_be_read_and_dropped(emu: Harness) -> None:
     url = f"/_emulator/tenants/{TENANT}/scenario"
     assert ok(await emu.client.get(url))["name"] == "happy-path"  # the global one
@@ -292,7 +305,10 @@ async def test_journal_with_filters(emu: Harness) -> None:
     assert entry["request_id"].startswith("req_")
 
 
-@pytest.mark.parametrize("params", [{"status": "abc"}, {"limit": "x"}, {"since": "yesterday"}])
+@pytest.mark.parametrize(
+    "params",
+    [{"status": "abc"}, {"limit": "x"}, {"limit": "0"}, {"limit": "-2"}, {"since": "yesterday"}],
+)
 async def test_journal_refuses_bad_filters(emu: Harness, params: dict[str, str]) -> None:
     error_of(await emu.client.get("/_emulator/journal", params=params), 422, "VALIDATION_ERROR")
 

@@ -116,10 +116,14 @@ async def journal(request: Request) -> Response:
         status = int(q["status"]) if "status" in q else None
         since = parse_instant(q["since"]).timestamp() if "since" in q else None
         limit = int(q["limit"]) if "limit" in q else None
+        if limit is not None and limit < 1:
+            raise ValueError("limit must be positive")
     except ValueError:
         raise ValidationError(
             "Invalid journal filter.",
-            details=[{"message": "status and limit are integers, since an ISO-8601 instant"}],
+            details=[
+                {"message": "status and limit (>= 1) are integers, since an ISO-8601 instant"}
+            ],
         ) from None
     entries = core_of(request).journal.entries(
         method=q.get("method"), path=q.get("path"), status=status,
