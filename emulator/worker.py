@@ -118,23 +118,35 @@ class Worker:
         return prog
 
     async def _advance(self, stored: BatchRecord) -> float | None:
-        async with self.lock:
-            prog = await self._progress_of(stored)
-            b = prog.batch
-            if b.status == BatchStatus.PENDING:
-                start = min(b.created_at + prog.plan.start_delay, b.expires_at)
-                if self.core.clock.now() < start:
-                    return start
-                await self._begin(prog, start)
-        while True:
+        try:
             async with self.lock:
-                if is_final(prog.batch.status):
-                    self._progress.pop(prog.batch.seq, None)
-                    return None
-                more, due = await self._step(prog)
-            if not more:
-                return due
-            await asyncio.sleep(0)  # let live requests in between chunks
+                prog = await self._progress_of(stored)
+                b = prog.batch
+                if b.status == BatchStatus.PENDING:
+                    start = min(b.created_at + prog.plan.start_delay, b.expires_at)
+                    if self.core.clock.now() < start:
+                        return start
+                    await self._begin(prog, start)
+            while True:
+                async with self.lock:
+                    if self._progress.get(prog.batch.seq) is not prog:
+                        # dropped meanwhile (a cancel, or a failed write): look again from the store
+                        return self.core.clock.now()
+                    if is_final(prog.batch.status):
+                        self._progress.pop(prog.batch.seq, None)
+                        return None
+                    more, due = await self._step(prog)
+                if not more:
+                    return due
+                await asyncio.sleep(0)  # let live requests in between chunks
+        except BaseException:
+            self._forget(stored.seq)
+            raise
+
+    def _forget(self, seq: int) -> None:
+        """After a failed write the in-memory progress may be ahead of the store (results counted
+        but not committed): drop it, so the next pass rebuilds it from the store, the only truth."""
+        self._progress.pop(seq, None)
 
     async def _begin(self, prog: Progress, start: float) -> None:
         """Parse the input: a fatal problem fails the batch; otherwise it starts processing."""
@@ -169,8 +181,11 @@ class Worker:
         now = self.core.clock.now()
         cutoff = min(now, b.expires_at)
         budget = self._budget(prog)
+        # A batch that could only start when its window closed (a start delay longer than the
+        # window) runs nothing: every request expires.
+        late = b.started_at >= b.expires_at
         due: list[int] = []
-        while prog.cursor < len(prog.order) and len(due) < budget:
+        while not late and prog.cursor < len(prog.order) and len(due) < budget:
             i = prog.order[prog.cursor]
             if b.started_at + prog.offsets[i] > cutoff:
                 break
@@ -250,23 +265,29 @@ class Worker:
             prog.done.add(res.idx)
         await self.core.store.record_results(b, results, fields)
 
-    async def _finish(self, prog: Progress, status: BatchStatus, at: float) -> None:
+    def _final(self, prog: Progress, status: BatchStatus, at: float) -> tuple[str, ...]:
+        """Move to a final status in memory; the batch fields the store must then write."""
         b = prog.batch
         b.status = check_move(b.status, status)
         stamp = "completed_at" if status == BatchStatus.COMPLETED else "cancelled_at"
         setattr(b, stamp, at)
-        await self.core.store.update_batch(b, ("status", stamp, "total_count"))
+        return ("status", stamp, "total_count")
+
+    async def _finish(self, prog: Progress, status: BatchStatus, at: float) -> None:
+        await self.core.store.update_batch(prog.batch, self._final(prog, status, at))
 
     async def _close_rest(self, prog: Progress, status: BatchStatus, code: str, at: float) -> None:
-        """Error records with `code` for every request without a result, then the final status."""
+        """Error records with `code` for every request without a result, and the final status,
+        in one transaction: a crash half-way through a cancel must not leave half of it."""
         b = prog.batch
         rest = [i for i in range(b.total_count) if i not in prog.done]
-        message = _CLOSE_MESSAGES[code]
+        error = error_for_code(code, _CLOSE_MESSAGES[code])
+        records: list[ResultRecord] = []
         for start in range(0, len(rest), CHUNK):
             requests = await self.core.store.fetch_requests(b.seq, rest[start : start + CHUNK])
-            await self._record(prog, [_error(r, error_for_code(code, message)) for r in requests])
+            records += [_error(r, error) for r in requests]
         prog.cursor = len(prog.order)
-        await self._finish(prog, status, at)
+        await self._record(prog, records, self._final(prog, status, at))
 
     # --- cancel --------------------------------------------------------------------------------
 
@@ -277,17 +298,19 @@ class Worker:
             b = prog.batch
             if is_final(b.status):
                 raise BatchNotCancellable(f"Batch '{b.id}' is already {b.status}.")
-            if b.status == BatchStatus.PENDING:
-                parsed = await self._parse(b)
-                if parsed.ok:
-                    b.total_count = len(parsed.requests)
-                    await self.core.store.start_batch(b, parsed.requests)
-                else:
-                    b.total_count = 0
-            await self._close_rest(
-                prog, BatchStatus.CANCELLED, "BATCH_CANCELLED", self.core.clock.now()
-            )
-            self._progress.pop(b.seq, None)
+            try:
+                if b.status == BatchStatus.PENDING:
+                    parsed = await self._parse(b)
+                    if parsed.ok:
+                        b.total_count = len(parsed.requests)
+                        await self.core.store.start_batch(b, parsed.requests)
+                    else:
+                        b.total_count = 0
+                await self._close_rest(
+                    prog, BatchStatus.CANCELLED, "BATCH_CANCELLED", self.core.clock.now()
+                )
+            finally:
+                self._forget(b.seq)
         self.kick()
         return b
 
