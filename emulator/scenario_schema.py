@@ -139,11 +139,11 @@ def boolean(node: yaml.Node) -> str | None:
 
 # --- structure ----------------------------------------------------------------------------------
 
-Spec = Any  # a Check, a dict (mapping spec), ("list", Spec), ("either", Spec, Spec)
+Spec = Any  # a Check, a dict (mapping spec), ("list", Spec, min items), ("either", Spec, Spec)
 
 
-def listed(spec: Spec) -> tuple[str, Spec]:
-    return ("list", spec)
+def listed(spec: Spec, min_items: int = 0) -> tuple[str, Spec, int]:
+    return ("list", spec, min_items)
 
 
 def either(*specs: Spec) -> tuple[Any, ...]:
@@ -173,7 +173,7 @@ OPTIONAL_PARAMS = {"sigma"}
 MATCH = {
     "custom_id": text,  # glob
     "custom_id_regex": regex,
-    "line": either(integer(1), listed(integer(1))),
+    "line": either(integer(1), listed(integer(1), 1)),
     "route": text,  # glob
     "model": text,  # glob
     "content": text,  # glob over the request's text
@@ -204,7 +204,7 @@ SCHEMA: dict[str, Spec] = {
             "match": {
                 "route": text,
                 "method": one_of("GET", "POST", "PUT", "DELETE", "PATCH"),
-                "calls": either(integer(1), listed(integer(1))),
+                "calls": either(integer(1), listed(integer(1), 1)),
                 "after_calls": integer(0),
                 "probability": number(0, 1),
             },
@@ -221,7 +221,7 @@ SCHEMA: dict[str, Spec] = {
         "requests": integer(1),
         "per": duration,
         "scope": one_of("key", "tenant"),
-        "routes": listed(text),
+        "routes": listed(text, 1),
     },
     "canned": listed({"match": MATCH, "response": text}),
     # Reserved: webhook behaviour (duplicates, delays, reordering, bad signatures) arrives with
@@ -229,7 +229,12 @@ SCHEMA: dict[str, Spec] = {
     "webhooks": "reserved",
 }
 
-REQUIRED = {"faults[]": ("error",), "api_faults[]": (), "canned[]": ("response",)}
+REQUIRED = {
+    "faults[]": ("error",),
+    "api_faults[]": (),
+    "canned[]": ("response",),
+    "batch.fail_input": ("message",),
+}
 
 
 class Checker:
@@ -250,6 +255,8 @@ class Checker:
         elif isinstance(spec, tuple) and spec[0] == "list":
             if not isinstance(node, yaml.SequenceNode):
                 raise self.fail(path, node, "must be a list")
+            if len(node.value) < spec[2]:
+                raise self.fail(path, node, f"must list at least {spec[2]} item(s)")
             for i, item in enumerate(node.value):
                 self.check(f"{path}[{i}]", item, spec[1])
         elif isinstance(spec, tuple) and spec[0] == "either":
@@ -275,6 +282,8 @@ class Checker:
             raise self.fail(path, node, "must be a mapping")
         seen = set()
         for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise self.fail(path, key_node, "keys must be plain names")
             key = key_node.value
             where = f"{path}.{key}" if path else str(key)
             if key not in spec:

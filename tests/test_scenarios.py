@@ -218,6 +218,29 @@ BAD_DOCUMENTS = [
         "exponential",
     ),
     ("webhooks are reserved", "name: x\nwebhooks:\n  duplicates: 2\n", "webhooks", 2, "webhook"),
+    ("a key that is a list", "name: x\n? [a, b]\n: c\n", "", 2, "plain names"),
+    (
+        "fail_input without its message",
+        "batch:\n  fail_input: {}\n",
+        "batch.fail_input",
+        2,
+        "'message'",
+    ),
+    (
+        "an empty line list",
+        "faults:\n  - match: {line: []}\n    error: {code: BACKEND_ERROR}\n",
+        "faults[0].match.line",
+        2,
+        "at least 1",
+    ),
+    (
+        "an empty calls list",
+        "api_faults:\n  - match: {calls: []}\n",
+        "api_faults[0].match.calls",
+        2,
+        "at least 1",
+    ),
+    ("an empty routes list", "rate_limit: {routes: []}\n", "rate_limit.routes", 1, "at least 1"),
 ]
 
 
