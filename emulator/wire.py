@@ -21,6 +21,7 @@ from emulator.records import BatchRecord, FileRecord
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
+MAX_SEQ = 2**63 - 1  # SQLite's largest integer
 _MONEY = Decimal("0.000001")
 _FRACTION = Decimal("0.01")
 
@@ -77,7 +78,7 @@ def decode_cursor(raw: str | None) -> int | None:
     try:
         text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
         kind, _, seq = text.partition(":")
-        if kind == "seq" and seq.isdigit():
+        if kind == "seq" and seq.isascii() and seq.isdigit() and int(seq) <= MAX_SEQ:
             return int(seq)
     except (binascii.Error, UnicodeDecodeError, ValueError):
         pass

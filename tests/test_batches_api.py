@@ -877,6 +877,7 @@ async def test_list_pagination_within_a_status_filter(emu: Harness) -> None:
         ({"limit": "0"}, "limit"),
         ({"limit": "x"}, "limit"),
         ({"cursor": "garbage!"}, "cursor"),
+        ({"cursor": "c2VxOjk5OTk5OTk5OTk5OTk5OTk5OTk5OTk5OQ"}, "cursor"),  # "seq:" + 24 nines
     ],
 )
 async def test_list_refuses_bad_parameters(

@@ -7,6 +7,7 @@ import hashlib
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -135,6 +136,25 @@ async def test_a_multi_mib_upload_comes_back_byte_identical(emu: Harness) -> Non
     assert resp.headers["content-length"] == str(len(content))
 
 
+@pytest.mark.parametrize(
+    ("filename", "ascii_name"),
+    [
+        ("jobs.jsonl", "jobs.jsonl"),
+        ("données été.jsonl", "donn_es _t_.jsonl"),
+        ("文件.jsonl", "__.jsonl"),
+    ],
+)
+async def test_content_keeps_the_filename(emu: Harness, filename: str, ascii_name: str) -> None:
+    f = await upload_ok(emu.client, b"{}\n", filename=filename)
+    assert f["filename"] == filename
+    resp = await emu.client.get(f"/v1/files/{f['id']}/content")
+    assert resp.status_code == 200, resp.text
+    assert resp.content == b"{}\n"
+    disposition = resp.headers["content-disposition"]
+    assert disposition.startswith(f'attachment; filename="{ascii_name}"; ')
+    assert disposition.endswith("filename*=UTF-8''" + quote(filename, safe=""))
+
+
 async def test_content_of_an_empty_file(emu: Harness) -> None:
     f = await upload_ok(emu.client, b"")
     resp = await emu.client.get(f"/v1/files/{f['id']}/content")
@@ -194,6 +214,7 @@ async def test_list_filters_by_purpose(emu: Harness) -> None:
     [
         ({"cursor": "not-a-cursor"}, "cursor"),
         ({"cursor": "c2VxOmFiYw"}, "cursor"),  # base64 of "seq:abc"
+        ({"cursor": "c2VxOjk5OTk5OTk5OTk5OTk5OTk5OTk5OTk5OQ"}, "cursor"),  # "seq:" + 24 nines
         ({"limit": "0"}, "limit"),
         ({"limit": "101"}, "limit"),
         ({"limit": "-1"}, "limit"),

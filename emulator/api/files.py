@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from urllib.parse import quote
 
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
@@ -86,9 +87,16 @@ async def get_file_content(request: Request) -> Response:
         media_type="application/octet-stream",
         headers={
             "Content-Length": str(f.bytes),
-            "Content-Disposition": f'attachment; filename="{f.filename}"',
+            "Content-Disposition": _attachment(f.filename),
         },
     )
+
+
+def _attachment(filename: str) -> str:
+    """RFC 6266: a printable-ASCII `filename` for old clients, the exact name in `filename*`
+    (a header must be Latin-1, so a raw non-ASCII name cannot go in it)."""
+    fallback = "".join(c if " " <= c <= "~" and c not in '"\\' else "_" for c in filename)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
 async def delete_file(request: Request) -> Response:
