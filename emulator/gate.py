@@ -122,7 +122,7 @@ class ScenarioGate:
             principal = self.core.tenancy.authenticate(authorization)
         except EmulatorError:
             return authorization or "anonymous", None
-        return authorization or principal.tenant_id, principal.tenant_id
+        return principal.key_id, principal.tenant_id  # however the header spells the key
 
     async def _apply(
         self, scenario: Scenario, scope: Scope, who: str, tenant: str | None

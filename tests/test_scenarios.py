@@ -833,6 +833,20 @@ async def test_rate_limit_counts_on_the_emulator_clock(emu: Harness) -> None:
     assert limit_headers(resp) == ("3", "2", str(T0 + 120))
 
 
+async def test_rate_limit_counts_a_key_however_its_header_is_spelled(emu: Harness) -> None:
+    await use_tenant_scenario(emu, RATE)
+    spellings = [f"Bearer {KEY}", f"bearer {KEY}", f"Bearer  {KEY} "]
+    async with emu.client_for(None) as anon:
+        for spelling in spellings:
+            resp = await anon.get(MODELS, headers={"Authorization": spelling})
+            assert resp.status_code == 200, resp.text
+        resp = await anon.get(MODELS, headers={"Authorization": f"BEARER {KEY}"})
+        error_of(resp, 429, "RATE_LIMITED")
+    journal = await emu.client.get("/_emulator/journal", params={"status": 429})
+    [entry] = journal.json()["data"]["items"]
+    assert (entry["path"], entry["tenant_id"]) == (MODELS, TENANT)
+
+
 async def test_rate_limit_window_slides(emu: Harness) -> None:
     await use_tenant_scenario(emu, RATE)
     for _ in range(2):
