@@ -103,9 +103,10 @@ async def test_reset_one_tenant_leaves_the_other(emu: Harness, how: str) -> None
 
 
 async def test_reset_of_a_tenant_clears_its_rate_limit_window(make_emu: MakeEmu) -> None:
-    # Fails until emulator/core.py's Emulator.reset calls `self.gate.forget(tenant_id)` when a
-    # tenant is given (today it clears the gate only on a full reset), so a tenant reset leaves
-    # the tenant's rate-limit window and API-fault call counts behind.
+    # Fails until emulator/core.py's Emulator.reset (line 159) gets an `else:` branch for a
+    # tenant reset: `self.gate.forget(tenant_id)` and `self._live_calls.pop(tenant_id, None)`.
+    # Today the gate and the live-call counts are cleared only by a full reset, so a tenant
+    # reset leaves its rate-limit window, API-fault call counts and every-Nth live count behind.
     h = await make_emu(scenario="rate-limited")
     async with h.client_for(OTHER_KEY) as other:
         for _ in range(5):
