@@ -156,12 +156,15 @@ class Emulator:
             self.worker.forget()
         self.journal.clear(tenant_id)
         self.scenarios.reset(tenant_id)
-        if tenant_id is None:
-            self.gate.reset()
-            self._live_calls.clear()
-            self.files.reset_sequence()
-            self.batches.reset_sequence()
-            self.ids.reset()
+        if tenant_id is not None:
+            self.gate.forget(tenant_id)
+            self._live_calls.pop(tenant_id, None)
+            return
+        self.gate.reset()
+        self._live_calls.clear()
+        self.files.reset_sequence()
+        self.batches.reset_sequence()
+        self.ids.reset()
 
     def reseed(self, seed: int) -> None:
         """Change the seed behind ids, fake inference and every random choice."""
