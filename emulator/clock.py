@@ -92,7 +92,10 @@ class Clock:
     def configure(
         self, mode: str | None = None, scale: float | None = None, start: datetime | None = None
     ) -> None:
-        """Change mode/scale, and optionally jump to `start` (which may not be in the past)."""
+        """Change mode/scale, and optionally jump to `start` (which may not be in the past).
+        A scale alone means the scaled mode: it would have no effect in any other."""
+        if mode is None and scale is not None:
+            mode = "scaled"
         now = self.now()
         target = now
         if start is not None:

@@ -388,3 +388,9 @@ async def test_clock_start_setting(make_emu: Any) -> None:
     start = datetime(2030, 5, 17, 8, 30, tzinfo=UTC)
     h: Harness = await make_emu(clock_start=start)
     assert ok(await h.client.get(CLOCK))["now"] == "2030-05-17T08:30:00.000Z"
+
+
+def test_a_scale_alone_switches_to_the_scaled_mode() -> None:
+    clock = Clock("real", start=datetime(2026, 1, 1, tzinfo=UTC), wall=lambda: 100.0)
+    clock.configure(scale=60)
+    assert (clock.mode, clock.scale) == ("scaled", 60.0)
