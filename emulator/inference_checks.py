@@ -1,0 +1,272 @@
+"""Request validation for the four inference routes, before any answer is drawn.
+
+`check_request` is the one entry point: it resolves the model a body names and checks every
+field the route understands, raising one `ValidationError` that lists all the problems at once
+(a client fixes them in one round trip). Fields a route does not know are ignored, as ScaiGrid
+does. The live routes and the batch worker both go through the engine, so a batch line is held
+to exactly the same rules as a live request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from emulator.catalogue import ROUTE_MODALITY, Catalogue, Model
+from emulator.errors import RouteNotFound, ValidationError
+
+CHAT = "/v1/inference/chat"
+GENERATE = "/v1/inference/generate"
+EMBED = "/v1/inference/embed"
+IMAGES = "/v1/inference/images/generate"
+ROUTES = (CHAT, GENERATE, EMBED, IMAGES)
+
+_ROLES = frozenset({"system", "user", "assistant", "tool", "developer"})
+_ROLE_LIST = ", ".join(sorted(_ROLES))  # for the error message, in a stable order
+_MAX_N = 10
+_MAX_STOPS = 4
+_MAX_EMBED_INPUTS = 2048
+
+_IMAGE_SIZES = ("256x256", "512x512", "1024x1024", "1792x1024", "1024x1792")
+_IMAGE_QUALITIES = ("standard", "hd")
+_IMAGE_STYLES = ("vivid", "natural")
+_IMAGE_FORMATS = ("url", "b64_json")
+
+# isinstance() against a tuple, built once: an `int | float` union written inline is rebuilt on
+# every call and checked several times slower, and validation runs on every request.
+_NUMBER = (int, float)
+_CONTENT = (str, list, type(None))
+_SCHEMA = (dict, bool)
+
+Errors = list[dict[str, Any]]
+
+
+def check_request(route: str, body: Any, catalogue: Catalogue) -> Model:
+    """The model `body` names for `route`, once the whole body is valid.
+
+    Raises RouteNotFound for an unknown route, ModelNotFound for an unknown model, and
+    ValidationError otherwise. A body that is not an object, or names no usable model, fails on
+    that alone: the remaining fields cannot be judged without a model's limits."""
+    need = ROUTE_MODALITY.get(route)
+    if need is None:
+        raise RouteNotFound(f"No inference route {route}.")
+    if not isinstance(body, dict):
+        raise _invalid("body", "The request body must be a JSON object.")
+    slug = body.get("model")
+    if not isinstance(slug, str) or not slug:
+        raise _invalid("model", "model is required and must be a string.")
+    model = catalogue.get(slug)
+    if model.modality != need:
+        msg = f"Model {slug} is a {model.modality} model; {route} needs a {need} model."
+        raise _invalid("model", msg)
+    errs: Errors = []
+    _CHECKS[route](body, model, errs)
+    if errs:
+        summary = errs[0]["message"] if len(errs) == 1 else f"{len(errs)} fields are invalid."
+        raise ValidationError(summary, details=errs)
+    return model
+
+
+# --- helpers --------------------------------------------------------------------------------------
+
+
+def _is_int(value: Any) -> bool:
+    # bool is an int subclass, but `"n": true` is a client bug, not n=1.
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_num(value: Any) -> bool:
+    return isinstance(value, _NUMBER) and not isinstance(value, bool)
+
+
+def _err(field: str, message: str) -> dict[str, Any]:
+    return {"field": field, "message": message}
+
+
+def _invalid(field: str, message: str) -> ValidationError:
+    return ValidationError(message, details=[_err(field, message)])
+
+
+def _check_range(body: dict[str, Any], key: str, lo: float, hi: float, errs: Errors) -> None:
+    value = body.get(key)
+    if value is None:
+        return
+    # Integer bounds mean an integer field (n, dimensions); float bounds accept any number.
+    whole = isinstance(lo, int) and isinstance(hi, int)
+    if not (_is_int(value) if whole else _is_num(value)) or not lo <= value <= hi:
+        kind = "an integer" if whole else "a number"
+        errs.append(_err(key, f"{key} must be {kind} between {lo} and {hi}."))
+
+
+def _check_enum(body: dict[str, Any], key: str, allowed: tuple[str, ...], errs: Errors) -> None:
+    value = body.get(key)
+    if value is not None and value not in allowed:
+        errs.append(_err(key, f"{key} must be one of: {', '.join(allowed)}."))
+
+
+# --- options shared by chat and generate ----------------------------------------------------------
+
+
+def _check_sampling(body: dict[str, Any], model: Model, errs: Errors) -> None:
+    """The options chat and generate share: length limit, sampling, n and stop."""
+    limit = model.max_output_tokens or 0
+    for key in ("max_tokens", "max_completion_tokens"):
+        value = body.get(key)
+        if value is None:
+            continue
+        if not _is_int(value) or value < 1:
+            errs.append(_err(key, f"{key} must be a positive integer."))
+        elif value > limit:
+            errs.append(_err(key, f"{key} must be at most {limit} for model {model.slug}."))
+    _check_range(body, "temperature", 0.0, 2.0, errs)
+    _check_range(body, "top_p", 0.0, 1.0, errs)
+    _check_range(body, "n", 1, _MAX_N, errs)
+    _check_stop(body.get("stop"), errs)
+
+
+def _check_stop(stop: Any, errs: Errors) -> None:
+    if stop is None:
+        return
+    stops = [stop] if isinstance(stop, str) else stop
+    # An empty stop string would cut every answer to nothing: reject it rather than honour it.
+    if not (
+        isinstance(stops, list)
+        and len(stops) <= _MAX_STOPS
+        and all(isinstance(s, str) and s for s in stops)
+    ):
+        errs.append(_err("stop", f"stop must be a non-empty string or up to {_MAX_STOPS} of them."))
+
+
+# --- chat -----------------------------------------------------------------------------------------
+
+
+def _check_chat(body: dict[str, Any], model: Model, errs: Errors) -> None:
+    _check_messages(body.get("messages"), errs)
+    _check_sampling(body, model, errs)
+    _check_tool_choice(body.get("tool_choice"), _tool_names(body.get("tools"), errs), errs)
+    _check_response_format(body.get("response_format"), errs)
+    _check_streaming(body, errs)
+
+
+def _check_messages(messages: Any, errs: Errors) -> None:
+    if not isinstance(messages, list) or not messages:
+        errs.append(_err("messages", "messages is required and must be a non-empty list."))
+        return
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            errs.append(_err(f"messages[{i}]", "Each message must be an object."))
+        elif message.get("role") not in _ROLES:
+            errs.append(_err(f"messages[{i}].role", f"role must be one of: {_ROLE_LIST}."))
+        elif not isinstance(message.get("content"), _CONTENT):
+            errs.append(_err(f"messages[{i}].content", "content must be a string, list or null."))
+
+
+def _tool_names(tools: Any, errs: Errors) -> list[str]:
+    """The names of the well-formed tools (tool_choice is checked against them)."""
+    if tools is None:
+        return []
+    if not isinstance(tools, list):
+        errs.append(_err("tools", "tools must be a list of function tools."))
+        return []
+    names = []
+    for i, tool in enumerate(tools):
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if (
+            not isinstance(tool, dict)
+            or tool.get("type") != "function"
+            or not isinstance(function, dict)
+            or not isinstance(function.get("name"), str)
+            or not function["name"]
+            or not isinstance(function.get("parameters", {}), dict)
+        ):
+            msg = 'Each tool must be {"type": "function", "function": {"name", "parameters"?}}.'
+            errs.append(_err(f"tools[{i}]", msg))
+        else:
+            names.append(function["name"])
+    return names
+
+
+def _check_tool_choice(choice: Any, names: list[str], errs: Errors) -> None:
+    if choice is None or choice in ("none", "auto"):
+        return
+    if choice == "required":
+        if not names:
+            errs.append(_err("tool_choice", "tool_choice 'required' needs tools."))
+        return
+    function = choice.get("function") if isinstance(choice, dict) else None
+    name = function.get("name") if isinstance(function, dict) else None
+    if not isinstance(name, str):
+        msg = 'tool_choice must be none, auto, required or {"type": "function", ...}.'
+        errs.append(_err("tool_choice", msg))
+    elif name not in names:
+        errs.append(_err("tool_choice", f"tool_choice names unknown tool '{name}'."))
+
+
+def _check_response_format(value: Any, errs: Errors) -> None:
+    if value is None:
+        return
+    kind = value.get("type") if isinstance(value, dict) else None
+    if kind not in ("text", "json_object", "json_schema"):
+        msg = "response_format.type must be text, json_object or json_schema."
+        errs.append(_err("response_format", msg))
+        return
+    spec = value.get("json_schema")
+    if kind == "json_schema" and not (
+        isinstance(spec, dict)
+        and isinstance(spec.get("name"), str)
+        and isinstance(spec.get("schema", {}), _SCHEMA)
+    ):
+        msg = "json_schema needs a name and, optionally, a schema object."
+        errs.append(_err("response_format.json_schema", msg))
+
+
+def _check_streaming(body: dict[str, Any], errs: Errors) -> None:
+    if not isinstance(body.get("stream", False), bool):
+        errs.append(_err("stream", "stream must be a boolean."))
+    options = body.get("stream_options")
+    if options is not None and not (
+        isinstance(options, dict) and isinstance(options.get("include_usage", False), bool)
+    ):
+        errs.append(_err("stream_options", "stream_options must be {include_usage: boolean}."))
+
+
+# --- generate, embed, images ----------------------------------------------------------------------
+
+
+def _check_generate(body: dict[str, Any], model: Model, errs: Errors) -> None:
+    if not isinstance(body.get("prompt"), str):
+        errs.append(_err("prompt", "prompt is required and must be a string."))
+    _check_sampling(body, model, errs)
+
+
+def _check_embed(body: dict[str, Any], model: Model, errs: Errors) -> None:
+    texts = body.get("input")
+    texts = [texts] if isinstance(texts, str) else texts
+    if not (
+        isinstance(texts, list)
+        and 0 < len(texts) <= _MAX_EMBED_INPUTS
+        and all(isinstance(t, str) and t for t in texts)
+    ):
+        msg = f"input must be a non-empty string or a list of 1..{_MAX_EMBED_INPUTS} of them."
+        errs.append(_err("input", msg))
+    _check_range(body, "dimensions", 1, model.dimensions or 0, errs)
+    _check_enum(body, "encoding_format", ("float", "base64"), errs)
+
+
+def _check_images(body: dict[str, Any], model: Model, errs: Errors) -> None:
+    prompt = body.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        errs.append(_err("prompt", "prompt is required and must be a non-empty string."))
+    _check_range(body, "n", 1, _MAX_N, errs)
+    _check_enum(body, "size", _IMAGE_SIZES, errs)
+    _check_enum(body, "quality", _IMAGE_QUALITIES, errs)
+    _check_enum(body, "style", _IMAGE_STYLES, errs)
+    _check_enum(body, "response_format", _IMAGE_FORMATS, errs)
+
+
+_CHECKS: dict[str, Callable[[dict[str, Any], Model, Errors], None]] = {
+    CHAT: _check_chat,
+    GENERATE: _check_generate,
+    EMBED: _check_embed,
+    IMAGES: _check_images,
+}
