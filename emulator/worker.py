@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from emulator.errors import BatchNotCancellable, EmulatorError, error_for_code
+from emulator.errors import BatchNotCancellable, EmulatorError, InternalError, error_for_code
 from emulator.parsing import ParsedInput, parse_input
 from emulator.plan import Plan
 from emulator.pricing import discounted, live_cost
@@ -240,6 +240,9 @@ class Worker:
             )
         except EmulatorError as exc:
             return _error(r, exc)
+        except Exception:  # an emulator bug: one error record, not a batch stuck for ever
+            log.exception("request %r of batch %s failed unexpectedly", r.custom_id, b.id)
+            return _error(r, InternalError("Internal error while running this request."))
         model = self.core.catalogue.get(r.body["model"])
         tokens_in, tokens_out = engine.usage(r.url, resp)
         images = len(resp.get("data", ())) if r.url == IMAGES_ROUTE else 0

@@ -717,6 +717,32 @@ async def test_per_request_errors_are_records_and_the_batch_completes(emu: Harne
             assert r["error"]["message"]
 
 
+async def test_an_unexpected_engine_fault_is_one_error_record(
+    emu: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A bug in the engine for one request must not stall its batch (or the batches after it):
+    # that request gets an INTERNAL_ERROR record, as a live call gets INTERNAL_ERROR 500.
+    real = emu.core.engine.infer
+
+    def infer(route: str, body: Any, **kw: Any) -> dict[str, Any]:
+        if body.get("messages", [{}])[0].get("content") == "boom":
+            raise RuntimeError("engine bug")
+        return real(route, body, **kw)
+
+    monkeypatch.setattr(emu.core.engine, "infer", infer)
+    await hold(emu)
+    a = await emu.submit([chat_line("x", content="boom"), chat_line("y")])
+    other = await emu.submit([chat_line("z")])
+    await emu.settle()
+    done = await emu.batch(a["id"])
+    assert (done["status"], done["completed_count"], done["failed_count"]) == ("completed", 1, 1)
+    results = await emu.results(a["id"])
+    assert results[0]["error"]["code"] == "INTERNAL_ERROR"
+    assert "engine bug" not in results[0]["error"]["message"]
+    assert results[1]["status"] == "ok"
+    assert (await emu.batch(other["id"]))["status"] == "completed"
+
+
 async def test_mixed_routes_in_one_file_match_live_answers(emu: Harness) -> None:
     lines = [
         chat_line("chat"),
