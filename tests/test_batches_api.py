@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -47,7 +47,7 @@ from tests.conftest import (
     jsonl,
     key,
 )
-from tests.test_files_api import assert_error, upload_ok
+from tests.test_files_api import ISO_MS, assert_error, upload_ok
 
 MakeEmu = Callable[..., Awaitable[Harness]]
 GENERATE = "/v1/inference/generate"
@@ -80,6 +80,15 @@ NULLABLE = {
     "results_url": str,
     "results_expires_at": str,
 }
+TIMESTAMPS = (
+    "created_at",
+    "started_at",
+    "completed_at",
+    "cancelled_at",
+    "failed_at",
+    "expires_at",
+    "results_expires_at",
+)
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -144,9 +153,8 @@ def assert_batch_shape(b: dict[str, Any]) -> None:
     assert b["id"].startswith("batch_")
     assert b["object"] == "batch"
     assert b["status"] in ("pending", "processing", "completed", "failed", "cancelled")
-    for name in ("created_at", "expires_at", *(k for k, t in NULLABLE.items() if t is str)):
-        if b[name] is not None and name != "results_url":
-            assert ts(b[name]).tzinfo is not None and b[name].endswith("Z"), (name, b[name])
+    for name in TIMESTAMPS:
+        assert b[name] is None or ISO_MS.match(b[name]), (name, b[name])
 
 
 def assert_counts_add_up(b: dict[str, Any]) -> None:
@@ -183,6 +191,10 @@ class SlowPlan(Plan):
 
     def latency(self, idx: int, request: RequestRecord | None) -> float:
         return self.seconds
+
+
+async def _chunks(data: bytes) -> AsyncIterator[bytes]:
+    yield data
 
 
 def use_plan(monkeypatch: pytest.MonkeyPatch, emu: Harness, plan: Plan) -> None:
@@ -534,10 +546,6 @@ async def test_input_over_max_input_bytes_is_quota_exceeded(make_emu: MakeEmu) -
     assert (await emu.client.get(BATCH)).json()["data"]["items"] == []
 
 
-async def _chunks(data: bytes) -> Any:
-    yield data
-
-
 async def test_eleventh_active_batch_is_quota_exceeded(emu: Harness) -> None:
     await hold(emu)  # all ten stay pending until the test settles
     for i in range(10):
@@ -637,6 +645,18 @@ async def test_an_input_without_requests_fails(emu: Harness, raw: bytes) -> None
     assert failed["error"]["details"]
     assert "no requests" in failed["error"]["details"][0]["message"]
     assert failed["results_url"] is None
+
+
+async def test_an_input_file_deleted_before_the_start_fails_the_batch(emu: Harness) -> None:
+    await hold(emu)
+    f = await upload_ok(emu.client, jsonl([chat_line("a")]))
+    b = (await post(emu.client, {"input_file_url": f["url"]})).json()["data"]
+    assert (await emu.client.delete(f"/v1/files/{f['id']}")).status_code == 200
+    await emu.settle()
+    failed = await emu.batch(b["id"])
+    assert failed["status"] == "failed"
+    assert failed["error"]["code"] == "INPUT_PARSE_ERROR"
+    assert "deleted" in failed["error"]["details"][0]["message"]
 
 
 async def test_every_bad_line_is_listed(emu: Harness) -> None:
