@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from emulator.errors import BatchNotCancellable, EmulatorError, InternalError, error_for_code
+from emulator.errors import (
+    BatchNotCancellable,
+    BatchNotFound,
+    EmulatorError,
+    InternalError,
+    error_for_code,
+)
 from emulator.parsing import ParsedInput, parse_input
 from emulator.plan import Plan
 from emulator.pricing import discounted, live_cost
@@ -107,21 +113,30 @@ class Worker:
 
     # --- one batch -----------------------------------------------------------------------------
 
-    async def _progress_of(self, batch: BatchRecord) -> Progress:
+    async def _progress_of(self, batch: BatchRecord) -> Progress | None:
+        """The in-memory progress of an active batch (None if it is final or gone).
+
+        Built from the store's current row, not from `batch`: that was read before the lock was
+        taken, and a cancel or a finished pass may have changed the batch since."""
         prog = self._progress.get(batch.seq)
         if prog is None:
-            prog = Progress(batch, self.core.plan_for(batch))
-            if batch.status == BatchStatus.PROCESSING:
+            fresh = await self.core.store.get_batch_by_seq(batch.seq)
+            if fresh is None or is_final(fresh.status):
+                return None
+            prog = Progress(fresh, self.core.plan_for(fresh))
+            if fresh.status == BatchStatus.PROCESSING:
                 prog.plan_schedule()
-                prog.done = await self.core.store.done_indexes(batch.seq)
-            self._progress[batch.seq] = prog
+                prog.done = await self.core.store.done_indexes(fresh.seq)
+            self._progress[fresh.seq] = prog
         return prog
 
     async def _advance(self, stored: BatchRecord) -> float | None:
         try:
             async with self.lock:
-                prog = await self._progress_of(stored)
-                b = prog.batch
+                found = await self._progress_of(stored)
+                if found is None:
+                    return None
+                prog, b = found, found.batch
                 if b.status == BatchStatus.PENDING:
                     start = min(b.created_at + prog.plan.start_delay, b.expires_at)
                     if self.core.clock.now() < start:
@@ -198,7 +213,7 @@ class Worker:
             return True, None
         if len(prog.done) >= b.total_count:
             await self._finish(prog, BatchStatus.COMPLETED, self._last_finish(prog))
-            return False, None
+            return True, None  # the caller sees the final status and lets go of the progress
         if self._budget(prog) == 0:
             await self._close_rest(
                 prog, BatchStatus.CANCELLED, "BATCH_CANCELLED", self._last_finish(prog)
@@ -298,8 +313,13 @@ class Worker:
         """Cancel now: finished requests keep their results, the rest get `BATCH_CANCELLED`."""
         async with self.lock:
             prog = await self._progress_of(stored)
+            if prog is None:
+                fresh = await self.core.store.get_batch_by_seq(stored.seq)
+                if fresh is None:
+                    raise BatchNotFound(f"Batch '{stored.id}' not found.")
+                raise BatchNotCancellable(f"Batch '{stored.id}' is already {fresh.status}.")
             b = prog.batch
-            if is_final(b.status):
+            if is_final(b.status):  # finished by a pass that has not let go of it yet
                 raise BatchNotCancellable(f"Batch '{b.id}' is already {b.status}.")
             try:
                 if b.status == BatchStatus.PENDING:

@@ -1104,6 +1104,71 @@ async def test_a_cancel_is_one_write(
     assert [r["status"] for r in await emu.results(batch_id)] == ["ok"] * 3 + ["error"] * 5
 
 
+async def test_a_worker_pass_that_read_the_batch_before_a_cancel_leaves_it_cancelled(
+    emu: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The race: a pass lists the active batches, a cancel commits, then the pass reaches the
+    # batch. Replaying the pass with the list read before the cancel makes it deterministic.
+    await hold(emu)
+    b = await emu.submit([chat_line(f"r{i}") for i in range(5)])
+    store = emu.core.store
+    before_cancel = await store.active_batches()
+    assert (await emu.client.post(f"{BATCH}/{b['id']}/cancel")).status_code == 200
+
+    async def stale_list() -> list[BatchRecord]:
+        return before_cancel
+
+    monkeypatch.setattr(store, "active_batches", stale_list)
+    await emu.settle()
+    c = await emu.batch(b["id"])
+    assert (c["status"], c["completed_count"], c["failed_count"]) == ("cancelled", 0, 5)
+    results = await emu.results(b["id"])
+    assert {r["error"]["code"] for r in results} == {"BATCH_CANCELLED"}
+
+
+async def test_a_cancel_that_read_the_batch_before_it_completed_is_409(
+    emu: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The other order: the cancel reads the batch (pending), the worker completes it, then the
+    # cancel reaches the worker. Replaying the cancel with the pending row makes it deterministic.
+    await hold(emu)
+    b = await emu.submit([chat_line(f"r{i}") for i in range(5)])
+    store = emu.core.store
+    pending = await store.get_batch(open_tenant_id(KEY), b["id"])
+    await emu.settle()
+    done = await emu.batch(b["id"])
+    assert done["status"] == "completed"
+
+    async def stale_get(tenant_id: str, batch_id: str) -> BatchRecord | None:
+        return pending
+
+    monkeypatch.setattr(store, "get_batch", stale_get)
+    resp = await emu.client.post(f"{BATCH}/{b['id']}/cancel")
+    assert_error(resp, 409, "BATCH_NOT_CANCELLABLE")
+    monkeypatch.undo()
+    after = await emu.batch(b["id"])
+    assert (after["status"], after["completed_count"], after["failed_count"]) == ("completed", 5, 0)
+    assert [r["status"] for r in await emu.results(b["id"])] == ["ok"] * 5
+
+
+async def test_the_worker_keeps_nothing_in_memory_for_finished_batches(
+    emu: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await hold(emu)
+    await emu.submit([chat_line("a")])
+    await emu.submit([b"bad"])
+    cancelled = await emu.submit([chat_line("b")])
+    await emu.client.post(f"{BATCH}/{cancelled['id']}/cancel")
+    await emu.settle()
+    assert emu.core.worker._progress == {}
+    use_plan(monkeypatch, emu, SlowPlan(seconds=10))
+    await emu.submit([chat_line("c"), chat_line("d")], endpoint_completion_window="1h")
+    await emu.settle()
+    assert len(emu.core.worker._progress) == 1  # only the batch still processing
+    await emu.advance(3600)
+    assert emu.core.worker._progress == {}
+
+
 @pytest.mark.parametrize("final", ["completed", "failed", "cancelled"])
 async def test_cancel_in_a_final_state_is_409(emu: Harness, final: str) -> None:
     await hold(emu)
