@@ -49,6 +49,9 @@ class Files:
         self._seq = itertools.count(1)
 
     async def start(self) -> None:
+        # An upload cut off by a crash left chunks under the next sequence number: without this
+        # the first upload after the restart would collide with them.
+        await self.store.delete_orphan_chunks()
         self._seq = itertools.count(await self.store.max_seq("files") + 1)
 
     def reset_sequence(self) -> None:

@@ -166,6 +166,13 @@ class Store:
                  f.sha256, f.created_at),
             )  # fmt: skip
 
+    async def delete_orphan_chunks(self) -> None:
+        """Drop chunks no file owns: what a crash in the middle of an upload leaves behind."""
+        async with self._write() as db:
+            await db.execute(
+                "DELETE FROM file_chunks WHERE file_seq NOT IN (SELECT seq FROM files)"
+            )
+
     async def delete_file_chunks(self, file_seq: int) -> None:
         async with self._write() as db:
             await db.execute("DELETE FROM file_chunks WHERE file_seq = ?", (file_seq,))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -357,3 +358,28 @@ async def test_another_tenant_cannot_see_or_touch_a_file(emu: Harness) -> None:
     assert await file_ids(emu.client) == [f["id"]]
     resp = await emu.client.get(f"/v1/files/{f['id']}/content")
     assert resp.content == b"{}\n"
+
+
+# --- durability ----------------------------------------------------------------------------------
+
+
+async def test_an_upload_cut_off_by_a_crash_leaves_nothing_behind(
+    make_emu: MakeEmu, tmp_path: Path
+) -> None:
+    db = str(tmp_path / "files.db")
+    emu = await make_emu(db=db)
+    kept = await upload_ok(emu.client, b"{}\n")
+    # What a crash half-way through a large upload leaves: stored chunks of the next file, whose
+    # row was never written.
+    store = emu.core.store
+    await store.insert_file_chunks(await store.max_seq("files") + 1, [(0, b"x" * 10), (1, b"y")])
+    await emu.close()
+    await emu.core.stop()
+    emu = await make_emu(db=db)
+    rows = await emu.core.store._all("SELECT COUNT(*) FROM file_chunks")
+    assert rows[0][0] == 1  # only the kept file's chunk
+    f = await upload_ok(emu.client, b'{"a": 1}\n')
+    resp = await emu.client.get(f"/v1/files/{f['id']}/content")
+    assert resp.status_code == 200
+    assert resp.content == b'{"a": 1}\n'
+    assert await file_ids(emu.client) == [f["id"], kept["id"]]
