@@ -105,7 +105,11 @@ class Batches:
     # --- submit --------------------------------------------------------------------------------
 
     async def create_batch(
-        self, tenant_id: str, body: dict[str, Any], scenario_ref: str | None = None
+        self,
+        tenant_id: str,
+        body: dict[str, Any],
+        scenario_ref: str | None = None,
+        base_url: str | None = None,
     ) -> BatchRecord:
         """Check, store the input and accept the batch (`pending`), or refuse it synchronously.
 
@@ -150,7 +154,12 @@ class Batches:
             created_at=now,
             expires_at=now + plan.window_seconds(WINDOW_SECONDS[window]),
             scenario=scenario.name,
-            extra={"discount": WINDOW_DISCOUNT[window], "scenario": scenario.text},
+            # base_url: where the client reached us, for the image links its results carry
+            extra={
+                "discount": WINDOW_DISCOUNT[window],
+                "scenario": scenario.text,
+                "base_url": base_url,
+            },
         )
         await self.store.insert_batch(batch)
         self.core.worker.kick()

@@ -38,6 +38,11 @@ Schema = Mapping[str, Any]
 # schemas (a tree node whose children are nodes) end; _MAX_DEPTH is the hard stop.
 _SHALLOW = 3
 _MAX_DEPTH = 12
+# Caps on what one schema may ask for, so `minLength: 1e12` cannot hang a live call or a batch
+# worker: a schema that demands more gets a value that stops at the cap (and does not validate).
+_MAX_STRING = 4096
+_MAX_ITEMS = 256
+_MAX_PROPERTIES = 64
 # Values generated before everything counts as deep: a tree whose nodes need two child nodes
 # otherwise doubles with every level.
 _BUDGET = 2000
@@ -258,7 +263,7 @@ class _Generator:
         self, schema: Schema, props: Mapping[str, Any], extra: Any, out: dict[str, Any], depth: int
     ) -> None:
         least = schema.get("minProperties", 0)
-        least = least if _is_int(least) else 0
+        least = min(least, _MAX_PROPERTIES) if _is_int(least) else 0
         for key in props:
             if len(out) >= least:
                 return
@@ -278,7 +283,7 @@ class _Generator:
         if isinstance(items, list):  # draft-7 tuple form
             prefix, items = items, schema.get("additionalItems")
         prefix = prefix if isinstance(prefix, list) else []
-        least = schema.get("minItems", 0) if _is_int(schema.get("minItems")) else 0
+        least = min(schema["minItems"], _MAX_ITEMS) if _is_int(schema.get("minItems")) else 0
         most = schema.get("maxItems") if _is_int(schema.get("maxItems")) else None
         if items is False:
             most = len(prefix) if most is None else min(most, len(prefix))
@@ -305,7 +310,7 @@ class _Generator:
     def _string(self, schema: Schema, depth: int) -> str:
         fmt = _FORMATS.get(schema.get("format", ""))
         text = fmt(self.rng, self.words) if fmt else self._words(self.rng.randint(1, 3))
-        least = schema.get("minLength", 0) if _is_int(schema.get("minLength")) else 0
+        least = min(schema["minLength"], _MAX_STRING) if _is_int(schema.get("minLength")) else 0
         most = schema.get("maxLength") if _is_int(schema.get("maxLength")) else None
         while len(text) < least:
             text += " " + self._words(1)

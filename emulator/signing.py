@@ -24,7 +24,8 @@ class Signer:
 
     def verify(self, path: str, expires: str | None, signature: str | None, now: float) -> None:
         """Raise `ResultsUrlInvalid` for a tampered link and `ResultsUrlExpired` for a stale one."""
-        if not expires or not expires.isdigit() or not signature:
+        # isascii: str.isdigit() also accepts digits such as "²", which int() refuses.
+        if not expires or not (expires.isascii() and expires.isdigit()) or not signature:
             raise ResultsUrlInvalid()
         if not hmac.compare_digest(self.signature(path, int(expires)), signature):
             raise ResultsUrlInvalid()

@@ -209,7 +209,9 @@ class Worker:
             prog.cursor += 1
         if due:
             requests = await self.core.store.fetch_requests(b.seq, due)
-            await self._record(prog, [self._execute(prog, r) for r in requests])
+            with self.core.links_at(b.extra.get("base_url")):
+                results = [self._execute(prog, r) for r in requests]
+            await self._record(prog, results)
             return True, None
         if len(prog.done) >= b.total_count:
             await self._finish(prog, BatchStatus.COMPLETED, self._last_finish(prog))

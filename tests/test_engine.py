@@ -838,3 +838,20 @@ def test_usage_helper_reads_each_shape(engine: Engine) -> None:
     assert Engine.usage(CHAT, chat) == (usage["prompt_tokens"], usage["completion_tokens"])
     text = engine.generate({"model": GPT, "prompt": "abc"}, created=0)
     assert Engine.usage(GENERATE, text) == (1, text["usage"]["completion_tokens"])
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "string", "minLength": 10**12},
+        {"type": "array", "minItems": 10**9, "items": {"type": "integer"}},
+        {"type": "object", "minProperties": 10**9},
+    ],
+)
+def test_a_schema_that_asks_for_too_much_is_answered_at_once(schema: dict[str, Any]) -> None:
+    """Caps keep a hostile schema from hanging a live call or the batch worker."""
+    engine = Engine(1, load_catalogue())
+    fmt = {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}
+    body = {"model": "openai/gpt-4o", "messages": [{"role": "user", "content": "x"}]}
+    answer = engine.infer(CHAT, {**body, "response_format": fmt}, created=1)
+    assert len(answer["choices"][0]["message"]["content"]) < 100_000

@@ -18,7 +18,7 @@ async def create_batch(request: Request) -> Response:
     body = await json_body(request)
     core = core_of(request)
     scenario = request.headers.get("x-emulator-scenario")
-    batch = await core.batches.create_batch(principal.tenant_id, body, scenario)
+    batch = await core.batches.create_batch(principal.tenant_id, body, scenario, _base(request))
     return JSON(wire.ok(core.batches.to_wire(batch, _base(request))))
 
 

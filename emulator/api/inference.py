@@ -9,25 +9,27 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from emulator import wire
-from emulator.api.http import JSON, caller, core_of, json_body
+from emulator.api.http import JSON, caller, core_of, parse_object
 from emulator.engine import png_for
+
+CHAT = "/v1/inference/chat"
+IMAGES = "/v1/inference/images/generate"
 
 
 async def _infer(request: Request, route: str) -> Response:
     principal = caller(request, "models:use")
-    body = await json_body(request)
+    raw = await request.body()
+    body = parse_object(raw)
     core = core_of(request)
-    return JSON(wire.ok(core.infer(route, body, principal.tenant_id, str(request.base_url))))
+    if route == CHAT and body.get("stream") is True:
+        chunks = core.infer_stream(body, principal.tenant_id)
+        return StreamingResponse(_sse(chunks), media_type="text/event-stream")
+    base = str(request.base_url) if route == IMAGES else None  # only images carry links
+    return JSON(wire.ok(core.infer(route, body, principal.tenant_id, base, raw)))
 
 
 async def chat(request: Request) -> Response:
-    principal = caller(request, "models:use")
-    body = await json_body(request)
-    core = core_of(request)
-    if body.get("stream") is True:
-        chunks = core.infer_stream(body, principal.tenant_id)
-        return StreamingResponse(_sse(chunks), media_type="text/event-stream")
-    return JSON(wire.ok(core.infer("/v1/inference/chat", body, principal.tenant_id)))
+    return await _infer(request, CHAT)
 
 
 async def _sse(chunks: list[dict[str, object]]) -> AsyncIterator[bytes]:
@@ -47,7 +49,7 @@ async def embed(request: Request) -> Response:
 
 
 async def images_generate(request: Request) -> Response:
-    return await _infer(request, "/v1/inference/images/generate")
+    return await _infer(request, IMAGES)
 
 
 async def image_content(request: Request) -> Response:

@@ -1,0 +1,33 @@
+"""Pre-signed links: the signature covers path and expiry; odd `expires` values are refused."""
+
+from __future__ import annotations
+
+import pytest
+
+from emulator.errors import ResultsUrlExpired, ResultsUrlInvalid
+from emulator.signing import Signer
+
+SIGNER = Signer(b"secret")
+PATH = "/v1/inference/batch/b/results"
+
+
+def test_a_valid_link_passes_until_it_expires() -> None:
+    sig = SIGNER.signature(PATH, 100)
+    SIGNER.verify(PATH, "100", sig, now=99.9)
+    with pytest.raises(ResultsUrlExpired):
+        SIGNER.verify(PATH, "100", sig, now=100)
+
+
+@pytest.mark.parametrize("expires", ["", "-1", "1e3", "²", "١٠٠", " 100", "100 "])
+def test_expires_that_is_not_plain_ascii_digits_is_invalid(expires: str) -> None:
+    with pytest.raises(ResultsUrlInvalid):
+        SIGNER.verify(PATH, expires, SIGNER.signature(PATH, 100), now=0)
+
+
+def test_the_signature_covers_the_path_and_the_expiry() -> None:
+    sig = SIGNER.signature(PATH, 100)
+    for path, expires in ((PATH + "x", "100"), (PATH, "101")):
+        with pytest.raises(ResultsUrlInvalid):
+            SIGNER.verify(path, expires, sig, now=0)
+    with pytest.raises(ResultsUrlInvalid):
+        SIGNER.verify(PATH, "100", None, now=0)
