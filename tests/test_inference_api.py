@@ -340,3 +340,13 @@ async def test_image_links_point_where_the_caller_reached_us(emu: Harness) -> No
     )
     url = resp.json()["data"]["data"][0]["url"]
     assert url.startswith("http://emulator.test/v1/inference/images/")
+
+
+async def test_a_repeated_request_is_the_same_answer_at_a_later_time(emu: Harness) -> None:
+    """Repeated bodies are answered from memory: everything but `created` is the same."""
+    body = {"model": "openai/gpt-4o", "messages": [{"role": "user", "content": "again"}]}
+    first = (await emu.client.post("/v1/inference/chat", json=body)).json()["data"]
+    await emu.advance(90)
+    second = (await emu.client.post("/v1/inference/chat", json=body)).json()["data"]
+    assert second["created"] == first["created"] + 90
+    assert {**second, "created": 0} == {**first, "created": 0}
