@@ -16,7 +16,9 @@ import hashlib
 import math
 import re
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +85,9 @@ class Match:
     every: int | None = None
     probability: float | None = None
 
-    def matches(self, r: RequestRecord, draw: float) -> bool:
+    def matches(self, r: RequestRecord, draw: Callable[[], float]) -> bool:
+        """`draw` gives this rule's seeded number for this request; it is hashed only when the
+        rule has a probability (most do not, and it runs for every request of a batch)."""
         body = r.body if isinstance(r.body, dict) else {}
         return (
             (self.custom_id is None or bool(self.custom_id.fullmatch(r.custom_id)))
@@ -92,7 +96,7 @@ class Match:
             and (self.model is None or fnmatch.fnmatchcase(str(body.get("model")), self.model))
             and (self.content is None or bool(self.content.search(request_text(body))))
             and (self.every is None or (r.idx + 1) % self.every == 0)
-            and (self.probability is None or draw < self.probability)
+            and (self.probability is None or draw() < self.probability)
         )
 
 
@@ -195,7 +199,7 @@ class Scenario:
     def plan(self, seed: int, batch_id: str) -> ScenarioPlan:
         return ScenarioPlan(self, self.seed if self.seed is not None else seed, batch_id)
 
-    def canned_for(self, r: RequestRecord, draw: float) -> str | None:
+    def canned_for(self, r: RequestRecord, draw: Callable[[], float]) -> str | None:
         for rule in self.canned:
             if rule.match.matches(r, draw):
                 return rule.response
@@ -223,16 +227,18 @@ class ScenarioPlan(Plan):
 
     def fault(self, request: RequestRecord) -> EmulatorError | None:
         for n, rule in enumerate(self.scenario.faults):
-            if rule.match.matches(
-                request, unit(self.seed, self.batch_id, "fault", n, request.idx, request.custom_id)
-            ):
+            draw = partial(
+                unit, self.seed, self.batch_id, "fault", n, request.idx, request.custom_id
+            )
+            if rule.match.matches(request, draw):
                 return rule.error()
         return None
 
     def canned(self, request: RequestRecord) -> str | None:
-        return self.scenario.canned_for(
-            request, unit(self.seed, self.batch_id, "canned", request.idx, request.custom_id)
-        )
+        if not self.scenario.canned:
+            return None
+        draw = partial(unit, self.seed, self.batch_id, "canned", request.idx, request.custom_id)
+        return self.scenario.canned_for(request, draw)
 
     def fail_input(self) -> dict[str, Any] | None:
         if self.scenario.fail_input is None:
