@@ -7,9 +7,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from emulator.errors import ConfigError, ModelNotFound
+from emulator.yamlfile import read_yaml
 
 BUNDLED_MODELS = Path(__file__).parent / "data" / "models.yaml"
 MODALITIES = ("chat", "embedding", "image", "audio")
@@ -71,12 +70,7 @@ class Catalogue:
 def load_catalogue(path: Path | None = None) -> Catalogue:
     """Read and check a catalogue file; any problem is a `ConfigError` naming file and model."""
     path = path or BUNDLED_MODELS
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read models file: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    doc = read_yaml(path, "models file")
     if not isinstance(doc, dict) or not isinstance(doc.get("models"), list) or not doc["models"]:
         raise ConfigError(f"{path}: expected a mapping with a non-empty 'models' list")
     defaults = doc.get("defaults") or {}

@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from emulator.errors import AuthTokenInvalid, AuthTokenMissing, ConfigError, PermissionDenied
+from emulator.yamlfile import read_yaml
 
 #: ScaiGrid's keys are `sgk_` followed by at least 32 random characters.
 KEY_PATTERN = re.compile(r"sgk_[A-Za-z0-9_\-]{32,200}")
@@ -105,12 +104,7 @@ def load_tenancy(path: Path | None) -> Tenancy:
     """Open tenancy without a file; configured tenancy from the YAML file otherwise."""
     if path is None:
         return Tenancy()
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read tenants file: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    doc = read_yaml(path, "tenants file")
     if not isinstance(doc, dict) or not isinstance(doc.get("tenants"), list):
         raise ConfigError(f"{path}: expected a mapping with a 'tenants' list")
     keys: dict[str, Principal] = {}

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from s3_fixtures import aws_creds, moto_server, no_aws_env  # noqa: F401  (shared fixtures)
 
 from emulator.app import create_app
 from emulator.core import Emulator

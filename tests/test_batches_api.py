@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -22,12 +22,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
-import boto3
 import httpx
 import orjson
 import pytest
-from botocore.config import Config
-from moto.server import ThreadedMotoServer
+from s3_fixtures import s3_client
 
 import emulator.worker
 from emulator.batches import MAX_BASE64_BYTES
@@ -374,50 +372,18 @@ async def test_no_authorization_is_401(emu: Harness) -> None:
 
 # --- input sources -------------------------------------------------------------------------------
 
-BUCKET = "batch-inputs"
+BUCKET = "batch-api-inputs"
 S3_KEY = "jobs/input.jsonl"
 S3_LINES = [chat_line("s3-1"), embed_line("s3-2"), chat_line("s3-3")]
 
 
-def _s3_client(endpoint: str) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        config=Config(signature_version="s3v4"),
-    )
-
-
 @pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    """A real moto S3 server on an ephemeral loopback port, with one JSONL object."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
-        client = _s3_client(endpoint)
-        client.create_bucket(Bucket=BUCKET)
-        client.put_object(Bucket=BUCKET, Key=S3_KEY, Body=jsonl(S3_LINES))
-        yield endpoint
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Dummy credentials and no AWS config from the machine, so boto3 never leaves loopback."""
-    import os
-
-    for name in [n for n in os.environ if n.startswith("AWS_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+def moto_endpoint(moto_server: str) -> str:
+    """The moto server, holding one bucket with a three-line batch input."""
+    client = s3_client(moto_server)
+    client.create_bucket(Bucket=BUCKET)
+    client.put_object(Bucket=BUCKET, Key=S3_KEY, Body=jsonl(S3_LINES))
+    return moto_server
 
 
 async def _run_from_url(emu: Harness, url: str) -> dict[str, Any]:
@@ -432,7 +398,7 @@ async def _run_from_url(emu: Harness, url: str) -> dict[str, Any]:
 
 
 async def test_input_from_an_http_presigned_url(moto_endpoint: str, emu: Harness) -> None:
-    url = _s3_client(moto_endpoint).generate_presigned_url(
+    url = s3_client(moto_endpoint).generate_presigned_url(
         "get_object", Params={"Bucket": BUCKET, "Key": S3_KEY}, ExpiresIn=3600
     )
     assert url.startswith("http://127.0.0.1:")
@@ -447,7 +413,7 @@ async def test_input_from_an_http_presigned_url(moto_endpoint: str, emu: Harness
 async def test_input_from_an_http_url_that_answers_404_is_422(
     moto_endpoint: str, emu: Harness
 ) -> None:
-    url = _s3_client(moto_endpoint).generate_presigned_url(
+    url = s3_client(moto_endpoint).generate_presigned_url(
         "get_object", Params={"Bucket": BUCKET, "Key": "missing.jsonl"}, ExpiresIn=3600
     )
     error = assert_validation(await post(emu.client, {"input_file_url": url}), "input_file_url")
@@ -455,7 +421,7 @@ async def test_input_from_an_http_url_that_answers_404_is_422(
     assert (await emu.client.get("/v1/files")).json()["data"]["items"] == []
 
 
-async def test_input_from_s3(moto_endpoint: str, aws_env: None, make_emu: MakeEmu) -> None:
+async def test_input_from_s3(moto_endpoint: str, aws_creds: None, make_emu: MakeEmu) -> None:
     emu = await make_emu(s3_endpoint_url=moto_endpoint)
     done = await _run_from_url(emu, f"s3://{BUCKET}/{S3_KEY}")
     assert [r["custom_id"] for r in await emu.results(done["id"])] == ["s3-1", "s3-2", "s3-3"]

@@ -7,19 +7,16 @@ mid-body) use httpx.MockTransport, which makes no network call at all.
 
 from __future__ import annotations
 
-import os
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import httpx
 import pytest
-from botocore.config import Config
-from moto.server import ThreadedMotoServer
+from s3_fixtures import s3_client
 
 from emulator.errors import ValidationError
 from emulator.sources import SourceConfig, iter_source, scheme_of
@@ -45,51 +42,13 @@ def _free_port() -> int:
     return port
 
 
-def _s3_client(endpoint: str) -> Any:
-    """A client with explicit credentials, independent of each test's environment."""
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        config=Config(signature_version="s3v4"),
-    )
-
-
 @pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    """A moto S3 server on an ephemeral loopback port holding one bucket with the JSONL input."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
-        client = _s3_client(endpoint)
-        client.create_bucket(Bucket=BUCKET)
-        client.put_object(Bucket=BUCKET, Key=KEY, Body=JSONL)
-        yield endpoint
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def no_aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No AWS settings from the machine: no credentials, no config files, no metadata service.
-
-    Disabling the instance metadata lookup keeps credential resolution off the network.
-    """
-    for name in [n for n in os.environ if n.startswith("AWS_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-
-
-@pytest.fixture
-def aws_creds(no_aws_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+def moto_endpoint(moto_server: str) -> str:
+    """The moto server, holding one bucket with the JSONL input."""
+    client = s3_client(moto_server)
+    client.create_bucket(Bucket=BUCKET)
+    client.put_object(Bucket=BUCKET, Key=KEY, Body=JSONL)
+    return moto_server
 
 
 @pytest.fixture
@@ -251,7 +210,7 @@ async def test_s3_without_boto3_names_the_extra(
 
 
 async def test_presigned_url_over_real_http(moto_endpoint: str, http: httpx.AsyncClient) -> None:
-    url = _s3_client(moto_endpoint).generate_presigned_url(
+    url = s3_client(moto_endpoint).generate_presigned_url(
         "get_object", Params={"Bucket": BUCKET, "Key": KEY}, ExpiresIn=300
     )
     assert url.startswith("http://127.0.0.1:") and "X-Amz-Signature=" in url
@@ -261,7 +220,7 @@ async def test_presigned_url_over_real_http(moto_endpoint: str, http: httpx.Asyn
 async def test_http_404_without_leaking_the_query(
     moto_endpoint: str, http: httpx.AsyncClient
 ) -> None:
-    url = _s3_client(moto_endpoint).generate_presigned_url(
+    url = s3_client(moto_endpoint).generate_presigned_url(
         "get_object", Params={"Bucket": BUCKET, "Key": "missing.jsonl"}, ExpiresIn=300
     )
     with pytest.raises(ValidationError) as caught:
