@@ -61,13 +61,25 @@ EMULATOR_ARGV = "-m emulator serve --port 0 --db :memory: --log-level warning".s
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
-def lua_script(body: bytes) -> str:
-    return (
+def lua_script(body: bytes, unique: bool = False) -> str:
+    """wrk's script: the same body every time, or (`unique`) the report number in the user
+    message counts up, so no two requests are alike and none is answered from memory."""
+    script = (
         'wrk.method = "POST"\n'
         f"wrk.body = {lua_string(body.decode())}\n"
         'wrk.headers["Content-Type"] = "application/json"\n'
         f'wrk.headers["Authorization"] = "Bearer {API_KEY}"\n'
     )
+    if unique:
+        script += (
+            "counter = 0\n"
+            "request = function()\n"
+            "  counter = counter + 1\n"
+            '  local body = string.gsub(wrk.body, "report 74", "report " .. counter)\n'
+            "  return wrk.format(nil, nil, nil, body)\n"
+            "end\n"
+        )
+    return script
 
 
 def lua_string(text: str) -> str:
@@ -122,6 +134,11 @@ def main() -> int:
     ap.add_argument("--duration", type=int, default=10, help="seconds per wrk round")
     ap.add_argument("--rounds", type=int, default=2, help="rounds per server")
     ap.add_argument("--connections", type=int, default=16)
+    ap.add_argument(
+        "--unique",
+        action="store_true",
+        help="a different body on every request, so the emulator answers none from memory",
+    )
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is not installed: apt-get install -y wrk", file=sys.stderr)
@@ -138,7 +155,7 @@ def main() -> int:
             sizes[name] = check_answer(server.url)
         with tempfile.TemporaryDirectory() as tmp:
             script = Path(tmp) / "post.lua"
-            script.write_text(lua_script(orjson.dumps(BODY)))
+            script.write_text(lua_script(orjson.dumps(BODY), args.unique))
             for server in servers.values():  # warm-up, not counted
                 run_wrk(server, script, 2, args.connections)
             for n in range(args.rounds):
@@ -197,10 +214,11 @@ def main() -> int:
         "when the server has a core to itself)"
     )
     path = write_results(
-        "live_chat",
+        "live_chat_unique" if args.unique else "live_chat",
         {
             **info,
             "command": f"wrk -t1 -c{args.connections} -d{args.duration}s --latency -s post.lua",
+            "unique_bodies": args.unique,
             "rounds": rounds,
             "summary": summary,
             "ratio": ratio,
