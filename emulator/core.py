@@ -27,7 +27,7 @@ from emulator.ids import Ids
 from emulator.journal import Journal
 from emulator.plan import HAPPY_PATH, Plan
 from emulator.records import BatchRecord, RequestRecord
-from emulator.scenarios import Scenarios
+from emulator.scenario_registry import Scenarios
 from emulator.settings import Settings
 from emulator.signing import Signer
 from emulator.sources import SourceConfig

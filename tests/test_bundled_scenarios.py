@@ -11,7 +11,7 @@ import pytest
 from conftest import KEY, START, Harness, b64, chat_line, embed_line
 
 from emulator import cli
-from emulator.scenarios import bundled_files, load_scenario_file
+from emulator.scenario_registry import bundled_files, load_scenario_file
 from emulator.tenancy import open_tenant_id
 
 MakeEmu = Callable[..., Awaitable[Harness]]
