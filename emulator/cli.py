@@ -156,6 +156,9 @@ def _bind(host: str, port: int) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
+        # Listen now, before the "listening on" line is printed: a client that connects while
+        # the app is still starting waits in the backlog instead of being refused.
+        sock.listen(2048)
     except OSError:
         sock.close()
         raise

@@ -65,7 +65,8 @@ class Server:
     def _wait_healthy(self) -> None:
         # The socket is bound before the line is printed, so connections queue until uvicorn
         # accepts them; a short timeout plus a bounded number of retries covers the start-up.
-        for _ in range(200):
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
             try:
                 resp = self.client.get("/_emulator/health", timeout=0.25)
             except httpx.TransportError:

@@ -43,13 +43,9 @@ def server(tmp_path: Path) -> Iterator[str]:
     match = re.search(r"listening on (http://\S+)", line)
     assert match, f"no listening line: {line!r} {proc.stderr.read() if proc.stderr else ''}"
     base = match.group(1)
-    with httpx.Client(timeout=0.5) as client:
-        for _ in range(100):  # uvicorn starts serving right after the line above
-            try:
-                if client.get(f"{base}/_emulator/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                continue
+    # The socket listens before the line is printed, so a request waits for the app to start.
+    with httpx.Client(timeout=30) as client:
+        assert client.get(f"{base}/_emulator/health").status_code == 200
     yield base
     proc.terminate()
     proc.wait(timeout=10)
