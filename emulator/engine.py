@@ -41,7 +41,7 @@ import json
 import random
 import re
 from collections.abc import Callable, Iterator
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 
@@ -62,7 +62,9 @@ _ANSWER_TOKENS = (12, 80)  # natural answer length, before max_tokens
 _CORPUS_SENTENCES = 2048
 _STREAM_WORDS = 3  # words per streamed content delta
 _VOLATILE = ("stream", "stream_options")  # transport options, not part of the request's identity
-_CUTS = ("max_tokens", "max_completion_tokens", "stop")  # options that only cut the text
+_CUTS = frozenset({"max_tokens", "max_completion_tokens", "stop"})  # options that only cut text
+_JSON_FORMATS = ("json_object", "json_schema")
+_INDEX_BYTES = tuple(bytes((i,)) for i in range(256))  # bytes((i,)) without building a tuple
 _REVISES_PROMPT = frozenset({"openai/dall-e-3"})  # models that answer with a revised_prompt
 _PIECE_RE = re.compile(r"(?<=\s)(?=\S)")
 
@@ -152,10 +154,9 @@ def _build_corpus(seed: int) -> list[str]:
     return out
 
 
-class _Choice(NamedTuple):
-    content: str | None
-    tool_calls: list[dict[str, Any]] | None
-    finish_reason: str
+# One choice: (content, tool_calls, finish_reason). A plain tuple, not a NamedTuple: building a
+# NamedTuple runs a Python-level __new__, and every answer builds one per choice.
+_Choice = tuple[str | None, list[dict[str, Any]] | None, str]
 
 
 # --- the engine -----------------------------------------------------------------------------------
@@ -172,6 +173,9 @@ class Engine:
         self.image_url = image_url
         self._prefix = f"{seed}\x00".encode()
         self._corpus = _build_corpus(seed)
+        # Each sentence's length plus the space that joins it to the next: summed in `_answer`.
+        self._corpus_sizes = tuple(len(s) + 1 for s in self._corpus)
+        self._slug_prefixes: dict[str, bytes] = {}  # what every digest of a model starts with
         self._embedder = Embedder(self._prefix)
         self._routes: dict[str, Callable[[Any, int, str | None], dict[str, Any]]] = {
             CHAT: lambda body, created, canned: self.chat(body, created=created, canned=canned),
@@ -207,7 +211,7 @@ class Engine:
             "created": created,
             "model": model.slug,
             "choices": [
-                {"index": i, "message": _message(choice), "finish_reason": choice.finish_reason}
+                {"index": i, "message": _message(choice), "finish_reason": choice[2]}
                 for i, choice in enumerate(choices)
             ],
             "usage": self._chat_usage(body, choices),
@@ -239,8 +243,8 @@ class Engine:
         model = self.validate(GENERATE, body)
         digest = self._digest(model, body)
         content = self._content_digest(model, body, digest)
-        choices = [self._text_choice(body, content, i, canned) for i in range(body.get("n") or 1)]
-        completion = sum(estimate_tokens(c.content or "") for c in choices)
+        choices = self._text_choices(body, content, body.get("n") or 1, canned)
+        completion = sum(estimate_tokens(text or "") for text, _, _ in choices)
         prompt = estimate_tokens(body["prompt"])
         return {
             "id": "cmpl-" + digest.hex()[:24],
@@ -248,8 +252,8 @@ class Engine:
             "created": created,
             "model": model.slug,
             "choices": [
-                {"index": i, "text": c.content, "finish_reason": c.finish_reason}
-                for i, c in enumerate(choices)
+                {"index": i, "text": text, "finish_reason": finish}
+                for i, (text, _, finish) in enumerate(choices)
             ],
             "usage": _usage(prompt, completion),
         }
@@ -303,62 +307,72 @@ class Engine:
 
     def _digest(self, model: Model, body: dict[str, Any]) -> bytes:
         """The request's identity: response ids, and the content of images and embeddings."""
-        return hashlib.sha256(
-            self._prefix + model.slug.encode() + b"\x00" + canonical(body)
-        ).digest()
+        prefix = self._slug_prefixes.get(model.slug)
+        if prefix is None:  # once per model: the slugs are the catalogue's
+            prefix = self._slug_prefixes[model.slug] = self._prefix + model.slug.encode() + b"\x00"
+        return hashlib.sha256(prefix + canonical(body)).digest()
 
     def _content_digest(self, model: Model, body: dict[str, Any], digest: bytes) -> bytes:
         """What text is drawn from: the identity without the cut options, so a request with
         max_tokens or stop gets a prefix of the answer it would get without them."""
-        if not any(key in body for key in _CUTS):
-            return digest
-        return self._digest(model, {k: v for k, v in body.items() if k not in _CUTS})
+        if "max_tokens" in body or "max_completion_tokens" in body or "stop" in body:
+            return self._digest(model, {k: v for k, v in body.items() if k not in _CUTS})
+        return digest
 
     def _chat_choices(
         self, body: dict[str, Any], digest: bytes, canned: str | None
     ) -> list[_Choice]:
+        count = body.get("n") or 1
         fmt = (body.get("response_format") or {}).get("type")
+        if canned is not None or (_tool_to_call(body, 0) is None and fmt not in _JSON_FORMATS):
+            return self._text_choices(body, digest, count, canned)  # the common case: plain text
         out = []
-        for i in range(body.get("n") or 1):
-            tool = None if canned is not None else _tool_to_call(body, digest[i])
+        for i in range(count):  # tools (which take precedence) or a JSON format
+            tool = _tool_to_call(body, digest[i])
             if tool is not None:
                 out.append(_tool_choice(tool, digest, i))
-            elif canned is None and fmt in ("json_object", "json_schema"):
-                out.append(self._json_choice(body["response_format"], digest, i))
             else:
-                out.append(self._text_choice(body, digest, i, canned))
+                out.append(self._json_choice(body["response_format"], digest, i))
         return out
 
-    def _text_choice(
-        self, body: dict[str, Any], digest: bytes, index: int, canned: str | None
-    ) -> _Choice:
-        text = canned if canned is not None else self._answer(digest, index)
+    def _text_choices(
+        self, body: dict[str, Any], digest: bytes, count: int, canned: str | None
+    ) -> list[_Choice]:
+        """`count` text choices: the cut options are read once, not once per choice."""
         stop = body.get("stop")
-        if stop:
-            text = _cut_at_stop(text, [stop] if isinstance(stop, str) else stop)
+        stops = ([stop] if isinstance(stop, str) else stop) if stop else None
         limit = body.get("max_tokens") or body.get("max_completion_tokens")
-        if limit is None or len(text) <= 4 * limit:  # the common case: nothing to cut
-            return _Choice(text, None, "stop")
-        return _Choice(_cut_to(text, limit), None, "length")
+        out: list[_Choice] = []
+        for i in range(count):
+            text = canned if canned is not None else self._answer(digest, i)
+            if stops is not None:
+                text = _cut_at_stop(text, stops)
+            if limit is None or len(text) <= 4 * limit:  # the common case: nothing to cut
+                out.append((text, None, "stop"))
+            else:
+                out.append((_cut_to(text, limit), None, "length"))
+        return out
 
     def _answer(self, digest: bytes, index: int) -> str:
         """Natural text of a seeded 12..80 tokens, assembled from the corpus, ending a sentence."""
-        picks = memoryview(hashlib.shake_256(digest + bytes((index,))).digest(64)).cast("H")
+        picks = memoryview(hashlib.shake_256(digest + _INDEX_BYTES[index]).digest(64)).cast("H")
         low, high = _ANSWER_TOKENS
         # Cutting at a word boundary loses at most a 14-letter word, its space and a comma, so a
         # target of at least low + 4 tokens still leaves `low`.
         target = low + 4 + picks[0] % (high - low - 3)
         budget = 4 * target
-        corpus = self._corpus
+        corpus, sizes = self._corpus, self._corpus_sizes
+        count = len(corpus)
         parts: list[str] = []
-        length = -1
+        length = -1  # len(" ".join(parts)), kept as parts are added
         for pick in picks[1:]:
-            parts.append(corpus[pick % len(corpus)])
-            length += len(parts[-1]) + 1
+            j = pick % count
+            parts.append(corpus[j])
+            length += sizes[j]
             if length >= budget:
                 break
         text = " ".join(parts)
-        if len(text) <= budget:
+        if length <= budget:
             return text
         head = text[: text.rfind(" ", 0, budget)].rstrip(",")
         end = head.rfind(". ") + 1
@@ -373,10 +387,10 @@ class Engine:
             value: Any = {"answer": self._answer(digest, index)}
         else:
             value = fake_value(fmt["json_schema"].get("schema", {}), rng)
-        return _Choice(_dumps(value), None, "stop")
+        return _dumps(value), None, "stop"
 
     def _chat_usage(self, body: dict[str, Any], choices: list[_Choice]) -> dict[str, int]:
-        completion = sum(_choice_tokens(c) for c in choices)
+        completion = sum(map(_choice_tokens, choices))
         return _usage(prompt_tokens(body["messages"]), completion)
 
     def _revised_prompt(self, prompt: str, digest: bytes, index: int) -> str:
@@ -396,28 +410,32 @@ def _usage(prompt: int, completion: int) -> dict[str, int]:
 
 
 def _message(choice: _Choice) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": choice.content}
-    if choice.tool_calls:
-        message["tool_calls"] = choice.tool_calls
+    content, calls, _ = choice
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    if calls:
+        message["tool_calls"] = calls
     return message
 
 
 def _choice_tokens(choice: _Choice) -> int:
-    calls = choice.tool_calls or []
-    spoken = sum(estimate_tokens(c["function"]["name"] + c["function"]["arguments"]) for c in calls)
-    return spoken + estimate_tokens(choice.content or "")
+    content, calls, _ = choice
+    tokens = estimate_tokens(content) if content else 0
+    for call in calls or ():
+        tokens += estimate_tokens(call["function"]["name"] + call["function"]["arguments"])
+    return tokens
 
 
 def _deltas(choice: _Choice) -> Iterator[tuple[dict[str, Any], str | None]]:
     """(delta, finish_reason) pairs of one streamed choice."""
-    if choice.tool_calls:
+    content, calls, finish = choice
+    if calls:
         yield {"role": "assistant", "content": None}, None
-        yield {"tool_calls": [{"index": j, **c} for j, c in enumerate(choice.tool_calls)]}, None
+        yield {"tool_calls": [{"index": j, **c} for j, c in enumerate(calls)]}, None
     else:
         yield {"role": "assistant", "content": ""}, None
-        for piece in _stream_pieces(choice.content or ""):
+        for piece in _stream_pieces(content or ""):
             yield {"content": piece}, None
-    yield {}, choice.finish_reason
+    yield {}, finish
 
 
 def _tool_to_call(body: dict[str, Any], pick: int) -> dict[str, Any] | None:
@@ -441,4 +459,4 @@ def _tool_choice(function: dict[str, Any], digest: bytes, index: int) -> _Choice
         "type": "function",
         "function": {"name": function["name"], "arguments": _dumps(arguments)},
     }
-    return _Choice(None, [call], "tool_calls")
+    return None, [call], "tool_calls"
