@@ -98,9 +98,11 @@ def _dumps(value: Any) -> str:
 
 def prompt_tokens(messages: list[dict[str, Any]]) -> int:
     """Chat prompt tokens by the documented formula (see the module docstring)."""
-    total = _REPLY_TOKENS
+    total = _REPLY_TOKENS + _MESSAGE_TOKENS * len(messages)
     for message in messages:
-        total += _MESSAGE_TOKENS + _content_tokens(message.get("content"))
+        content = message.get("content")
+        # String content is the common case: counted inline, without a call per message.
+        total += (len(content) + 3) // 4 if isinstance(content, str) else _content_tokens(content)
     return total
 
 
@@ -411,10 +413,9 @@ def _usage(prompt: int, completion: int) -> dict[str, int]:
 
 def _message(choice: _Choice) -> dict[str, Any]:
     content, calls, _ = choice
-    message: dict[str, Any] = {"role": "assistant", "content": content}
     if calls:
-        message["tool_calls"] = calls
-    return message
+        return {"role": "assistant", "content": content, "tool_calls": calls}
+    return {"role": "assistant", "content": content}
 
 
 def _choice_tokens(choice: _Choice) -> int:

@@ -17,10 +17,10 @@ IMAGES = "/v1/inference/images/generate"
 
 
 async def _infer(request: Request, route: str) -> Response:
-    principal = caller(request, "models:use")
+    core = core_of(request)
+    principal = caller(request, "models:use", core)
     raw = await request.body()
     body = parse_object(raw)
-    core = core_of(request)
     if route == CHAT and body.get("stream") is True:
         chunks = core.infer_stream(body, principal.tenant_id)
         return StreamingResponse(_sse(chunks), media_type="text/event-stream")
