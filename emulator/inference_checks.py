@@ -102,13 +102,14 @@ def _plain_chat_model(body: Any, catalogue: Catalogue) -> Model | None:
     ):
         return None
     limit = model.max_output_tokens or 0
-    for key in ("max_tokens", "max_completion_tokens"):
-        value = get(key)
-        if value is not None and not (type(value) is int and 1 <= value <= limit):
-            return None
+    max_tokens, max_completion = get("max_tokens"), get("max_completion_tokens")
     temperature, top_p, n = get("temperature"), get("top_p"), get("n")
     if (
-        temperature is not None
+        max_tokens is not None
+        and not (type(max_tokens) is int and 1 <= max_tokens <= limit)
+        or max_completion is not None
+        and not (type(max_completion) is int and 1 <= max_completion <= limit)
+        or temperature is not None
         and not (type(temperature) in _NUMBER_TYPES and 0.0 <= temperature <= 2.0)
         or top_p is not None
         and not (type(top_p) in _NUMBER_TYPES and 0.0 <= top_p <= 1.0)
