@@ -4,6 +4,7 @@ middleware (request id, journal, last-resort error envelope) and the one error r
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("emulator")
 
 
+_JSON_TYPE = b"application/json"
+
+
 class JSON(Response):
     """A JSON response rendered with orjson (several times faster than the stdlib encoder)."""
 
@@ -36,6 +40,15 @@ class JSON(Response):
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)
+
+    def init_headers(self, headers: Mapping[str, str] | None = None) -> None:
+        # The usual answer (200, no extra headers) gets the two headers Starlette would derive,
+        # in its order, without its general-case work; anything else goes the general way.
+        if headers is None and self.status_code == 200:
+            length = str(len(self.body)).encode()
+            self.raw_headers = [(b"content-length", length), (b"content-type", _JSON_TYPE)]
+        else:
+            super().init_headers(headers)
 
 
 def core_of(request: Request) -> Emulator:
