@@ -156,8 +156,7 @@ def _build_corpus(seed: int) -> list[str]:
     return out
 
 
-# One choice: (content, tool_calls, finish_reason). A plain tuple, not a NamedTuple: building a
-# NamedTuple runs a Python-level __new__, and every answer builds one per choice.
+# (content, tool_calls, finish_reason): a plain tuple, as a NamedTuple's __new__ runs in Python.
 _Choice = tuple[str | None, list[dict[str, Any]] | None, str]
 
 
@@ -177,15 +176,16 @@ class Engine:
         self._corpus = _build_corpus(seed)
         # Each sentence's length plus the space that joins it to the next: summed in `_answer`.
         self._corpus_sizes = tuple(len(s) + 1 for s in self._corpus)
-        self._slug_prefixes: dict[str, bytes] = {}  # what every digest of a model starts with
+        # What every digest of a model starts with, made once (_digest copes with later models).
+        self._slug_prefixes = {
+            m.slug: self._prefix + m.slug.encode() + b"\x00" for m in catalogue.models
+        }
         self._embedder = Embedder(self._prefix)
-        self._routes: dict[str, Callable[[Any, int, str | None], dict[str, Any]]] = {
-            CHAT: lambda body, created, canned: self.chat(body, created=created, canned=canned),
-            GENERATE: lambda body, created, canned: self.generate(
-                body, created=created, canned=canned
-            ),
-            EMBED: lambda body, created, canned: self.embed(body, created=created),
-            IMAGES: lambda body, created, canned: self.images(body, created=created),
+        self._routes: dict[str, Callable[..., dict[str, Any]]] = {
+            CHAT: self.chat,
+            GENERATE: self.generate,
+            EMBED: self.embed,
+            IMAGES: self.images,
         }
 
     # ---- public API ----
@@ -194,12 +194,10 @@ class Engine:
         self, route: str, body: Any, *, created: int, canned: str | None = None
     ) -> dict[str, Any]:
         """The response data object for `route`; validates first."""
-        if route == CHAT:  # the hot route, called directly rather than through an adapter
-            return self.chat(body, created=created, canned=canned)
         handler = self._routes.get(route)
         if handler is None:
             raise RouteNotFound(f"No inference route {route}.")
-        return handler(body, created, canned)
+        return handler(body, created=created, canned=canned)
 
     def validate(self, route: str, body: Any) -> Model:
         """Check `body` for `route`; the model it names, or ValidationError / ModelNotFound."""
@@ -207,18 +205,19 @@ class Engine:
 
     def chat(self, body: Any, *, created: int, canned: str | None = None) -> dict[str, Any]:
         model = check_request(CHAT, body, self.catalogue)
-        digest = self._digest(model, body)
-        choices = self._chat_choices(body, self._content_digest(model, body, digest), canned)
+        digest, content = self._digests(model, body)
+        items = []
+        completion = 0
+        for i, choice in enumerate(self._chat_choices(body, content, canned)):
+            items.append({"index": i, "message": _message(choice), "finish_reason": choice[2]})
+            completion += _choice_tokens(choice)
         return {
             "id": "chatcmpl-" + digest.hex()[:24],
             "object": "chat.completion",
             "created": created,
             "model": model.slug,
-            "choices": [
-                {"index": i, "message": _message(choice), "finish_reason": choice[2]}
-                for i, choice in enumerate(choices)
-            ],
-            "usage": self._chat_usage(body, choices),
+            "choices": items,
+            "usage": _usage(prompt_tokens(body["messages"]), completion),
         }
 
     def chat_stream(
@@ -226,8 +225,8 @@ class Engine:
     ) -> list[dict[str, Any]]:
         """The SSE chunk objects of a streamed chat answer, in order, without the "[DONE]"."""
         model = self.validate(CHAT, body)
-        digest = self._digest(model, body)
-        choices = self._chat_choices(body, self._content_digest(model, body, digest), canned)
+        digest, content = self._digests(model, body)
+        choices = self._chat_choices(body, content, canned)
         head = {
             "id": "chatcmpl-" + digest.hex()[:24],
             "object": "chat.completion.chunk",
@@ -240,13 +239,14 @@ class Engine:
                 chunk = {"index": i, "delta": delta, "finish_reason": finish}
                 chunks.append({**head, "choices": [chunk]})
         if (body.get("stream_options") or {}).get("include_usage") is True:
-            chunks.append({**head, "choices": [], "usage": self._chat_usage(body, choices)})
+            completion = sum(map(_choice_tokens, choices))
+            usage = _usage(prompt_tokens(body["messages"]), completion)
+            chunks.append({**head, "choices": [], "usage": usage})
         return chunks
 
     def generate(self, body: Any, *, created: int, canned: str | None = None) -> dict[str, Any]:
         model = self.validate(GENERATE, body)
-        digest = self._digest(model, body)
-        content = self._content_digest(model, body, digest)
+        digest, content = self._digests(model, body)
         choices = self._text_choices(body, content, body.get("n") or 1, canned)
         completion = sum(estimate_tokens(text or "") for text, _, _ in choices)
         prompt = estimate_tokens(body["prompt"])
@@ -262,8 +262,9 @@ class Engine:
             "usage": _usage(prompt, completion),
         }
 
-    def embed(self, body: Any, *, created: int) -> dict[str, Any]:
-        """Embeddings; `created` is accepted for a uniform signature (the shape has no field)."""
+    def embed(self, body: Any, *, created: int, canned: str | None = None) -> dict[str, Any]:
+        """Embeddings. `created` and `canned` are accepted for a uniform signature: the shape has
+        no `created` field, and canned text does not apply."""
         model = self.validate(EMBED, body)
         texts = [body["input"]] if isinstance(body["input"], str) else body["input"]
         width = body.get("dimensions") or model.dimensions or 0
@@ -278,7 +279,8 @@ class Engine:
         usage = {"prompt_tokens": tokens, "total_tokens": tokens}
         return {"object": "list", "data": data, "model": model.slug, "usage": usage}
 
-    def images(self, body: Any, *, created: int) -> dict[str, Any]:
+    def images(self, body: Any, *, created: int, canned: str | None = None) -> dict[str, Any]:
+        """Generated images; `canned` is accepted for a uniform signature and does not apply."""
         model = self.validate(IMAGES, body)
         digest = self._digest(model, body)
         count = body.get("n") or 1
@@ -311,17 +313,17 @@ class Engine:
 
     def _digest(self, model: Model, body: dict[str, Any]) -> bytes:
         """The request's identity: response ids, and the content of images and embeddings."""
-        prefix = self._slug_prefixes.get(model.slug)
-        if prefix is None:  # once per model: the slugs are the catalogue's
-            prefix = self._slug_prefixes[model.slug] = self._prefix + model.slug.encode() + b"\x00"
+        slug = model.slug
+        prefix = self._slug_prefixes.get(slug) or self._prefix + slug.encode() + b"\x00"
         return hashlib.sha256(prefix + canonical(body)).digest()
 
-    def _content_digest(self, model: Model, body: dict[str, Any], digest: bytes) -> bytes:
-        """What text is drawn from: the identity without the cut options, so a request with
-        max_tokens or stop gets a prefix of the answer it would get without them."""
+    def _digests(self, model: Model, body: dict[str, Any]) -> tuple[bytes, bytes]:
+        """The identity, and the digest text is drawn from: the identity without the cut options,
+        so a request with max_tokens or stop gets a prefix of the answer it would get without."""
+        digest = self._digest(model, body)
         if "max_tokens" in body or "max_completion_tokens" in body or "stop" in body:
-            return self._digest(model, {k: v for k, v in body.items() if k not in _CUTS})
-        return digest
+            return digest, self._digest(model, {k: v for k, v in body.items() if k not in _CUTS})
+        return digest, digest
 
     def _chat_choices(
         self, body: dict[str, Any], digest: bytes, canned: str | None
@@ -392,10 +394,6 @@ class Engine:
         else:
             value = fake_value(fmt["json_schema"].get("schema", {}), rng)
         return _dumps(value), None, "stop"
-
-    def _chat_usage(self, body: dict[str, Any], choices: list[_Choice]) -> dict[str, int]:
-        completion = sum(map(_choice_tokens, choices))
-        return _usage(prompt_tokens(body["messages"]), completion)
 
     def _revised_prompt(self, prompt: str, digest: bytes, index: int) -> str:
         sentence = self._corpus[int.from_bytes(digest[index : index + 2]) % len(self._corpus)]
