@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from emulator import wire
-from emulator.api.http import JSON, caller, core_of, parse_object
+from emulator.api.http import JSON, caller, core_of, parse_object, read_body
 from emulator.engine import png_for
 
 CHAT = "/v1/inference/chat"
@@ -19,7 +19,7 @@ IMAGES = "/v1/inference/images/generate"
 async def _infer(request: Request, route: str) -> Response:
     core = core_of(request)
     principal = caller(request, "models:use", core)
-    raw = await request.body()
+    raw = await read_body(request)
     body = parse_object(raw)
     if route == CHAT and body.get("stream") is True:
         chunks = core.infer_stream(body, principal.tenant_id)
