@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import Any
@@ -28,6 +28,7 @@ from emulator.journal import Journal
 from emulator.plan import HAPPY_PATH, Plan
 from emulator.records import BatchRecord, RequestRecord
 from emulator.scenario_registry import Scenarios
+from emulator.scenarios import Scenario
 from emulator.settings import Settings
 from emulator.signing import Signer
 from emulator.sources import SourceConfig
@@ -67,7 +68,7 @@ class Emulator:
         self.scenarios = Scenarios(settings.scenario)
         self.gate = GateState()
         self._live_calls: defaultdict[str | None, int] = defaultdict(int)
-        self._answers: dict[tuple[str, bytes], dict[str, Any]] = {}
+        self._answers: OrderedDict[tuple[str, bytes], dict[str, Any]] = OrderedDict()
         self.files = Files(self)
         self.batches = Batches(self)
         self.worker = Worker(self)
@@ -122,29 +123,33 @@ class Emulator:
         """
         now = int(self.clock.now())
         scenario = self.scenarios.for_tenant(tenant_id)
-        key = None
-        if raw is not None and route in _MEMO_ROUTES and not (scenario.faults or scenario.canned):
-            key = (route, raw)
-            hit = self._answers.get(key)
-            if hit is not None:
-                return {**hit, "created": now}
-        canned = self._scenario_effects(route, body, tenant_id)
-        with self.links_at(base_url):
-            answer = self.engine.infer(route, body, created=now, canned=canned)
-        if key is not None:
-            if len(self._answers) >= _MEMO_SIZE:
-                del self._answers[next(iter(self._answers))]  # oldest first
-            self._answers[key] = answer
+        if scenario.faults or scenario.canned:
+            canned = self._scenario_effects(scenario, route, body, tenant_id)
+            with self.links_at(base_url):
+                return self.engine.infer(route, body, created=now, canned=canned)
+        if raw is None or route not in _MEMO_ROUTES:
+            with self.links_at(base_url):
+                return self.engine.infer(route, body, created=now)
+        key = (route, raw)
+        hit = self._answers.get(key)
+        if hit is not None:
+            return {**hit, "created": now}
+        answer = self.engine.infer(route, body, created=now)  # chat/generate carry no links
+        if len(self._answers) >= _MEMO_SIZE:
+            self._answers.popitem(last=False)  # the oldest
+        self._answers[key] = answer
         return answer
 
     def infer_stream(self, body: Any, tenant_id: str | None = None) -> list[dict[str, Any]]:
-        canned = self._scenario_effects("/v1/inference/chat", body, tenant_id)
+        scenario = self.scenarios.for_tenant(tenant_id)
+        canned = self._scenario_effects(scenario, "/v1/inference/chat", body, tenant_id)
         return self.engine.chat_stream(body, created=int(self.clock.now()), canned=canned)
 
-    def _scenario_effects(self, route: str, body: Any, tenant_id: str | None) -> str | None:
+    def _scenario_effects(
+        self, scenario: Scenario, route: str, body: Any, tenant_id: str | None
+    ) -> str | None:
         """Raise the fault the tenant's scenario injects into this live call, if any; return its
         canned text, if any. A live call is its tenant's n-th call, with no custom_id or line."""
-        scenario = self.scenarios.for_tenant(tenant_id)
         if not (scenario.faults or scenario.canned):
             return None
         self._live_calls[tenant_id] += 1

@@ -7,15 +7,15 @@ from starlette.routing import Route
 from emulator.api import batches, control, files, inference, models
 
 ROUTES: list[Route] = [
-    # models
-    Route("/v1/models", models.list_models, methods=["GET"]),
-    Route("/v1/models/{slug:path}", models.get_model, methods=["GET"]),
-    # live inference
+    # live inference first: the router tries routes in order, and these are the hot path
     Route("/v1/inference/chat", inference.chat, methods=["POST"]),
     Route("/v1/inference/generate", inference.generate, methods=["POST"]),
     Route("/v1/inference/embed", inference.embed, methods=["POST"]),
     Route("/v1/inference/images/generate", inference.images_generate, methods=["POST"]),
     Route("/v1/inference/images/{digest:str}.png", inference.image_content, methods=["GET"]),
+    # models
+    Route("/v1/models", models.list_models, methods=["GET"]),
+    Route("/v1/models/{slug:path}", models.get_model, methods=["GET"]),
     # batches
     Route("/v1/inference/batch", batches.create_batch, methods=["POST"]),
     Route("/v1/inference/batch", batches.list_batches, methods=["GET"]),
