@@ -101,7 +101,7 @@ SETTINGS: tuple[Setting, ...] = (
         "tenants", None, _path, "tenants/keys/roles YAML: switches to configured tenancy", "FILE"
     ),
     Setting("admin_token", None, str, "token the control plane (/_emulator) requires", "TOKEN"),
-    Setting("public_url", None, str, "base URL put into results and image URLs", "URL"),
+    Setting("public_url", None, str, "base URL of links minted outside a request", "URL"),
     Setting("scaidrive_root", None, _path, "local folder that scaidrive:// URLs map to", "DIR"),
     Setting(
         "s3_endpoint_url", None, str, "S3 endpoint for s3:// input (e.g. a local MinIO)", "URL"
