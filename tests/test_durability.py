@@ -56,11 +56,16 @@ class Server:
             cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=self.stderr,
         )  # fmt: skip
         assert self.proc.stdout is not None
-        first = self.proc.stdout.readline().decode()
-        assert "listening on http://" in first, (first, self.log())
-        self.url = first.rsplit(" ", 1)[-1].strip()
-        self.client = httpx.Client(base_url=self.url, headers=AUTH, timeout=30.0)
-        self._wait_healthy()
+        try:
+            first = self.proc.stdout.readline().decode()
+            assert "listening on http://" in first, (first, self.log())
+            self.url = first.rsplit(" ", 1)[-1].strip()
+            self.client = httpx.Client(base_url=self.url, headers=AUTH, timeout=30.0)
+            self._wait_healthy()
+        except BaseException:
+            self.proc.kill()  # a server that did not come up must not outlive the test
+            self.proc.wait()
+            raise
 
     def _wait_healthy(self) -> None:
         # The socket is bound before the line is printed, so connections queue until uvicorn
