@@ -39,16 +39,18 @@ def server(tmp_path: Path) -> Iterator[str]:
         text=True,
     )
     assert proc.stdout is not None
-    line = proc.stdout.readline()
-    match = re.search(r"listening on (http://\S+)", line)
-    assert match, f"no listening line: {line!r} {proc.stderr.read() if proc.stderr else ''}"
-    base = match.group(1)
-    # The socket listens before the line is printed, so a request waits for the app to start.
-    with httpx.Client(timeout=30) as client:
-        assert client.get(f"{base}/_emulator/health").status_code == 200
-    yield base
-    proc.terminate()
-    proc.wait(timeout=10)
+    try:
+        line = proc.stdout.readline()
+        match = re.search(r"listening on (http://\S+)", line)
+        assert match, f"no listening line: {line!r}"
+        base = match.group(1)
+        # The socket listens before the line is printed, so a request waits for the app to start.
+        with httpx.Client(timeout=30) as client:
+            assert client.get(f"{base}/_emulator/health").status_code == 200
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 def run_block(block: str, base: str, cwd: Path) -> str:
