@@ -103,7 +103,12 @@ def _start(tmp_path: Path, *extra: str) -> Server:
         pytest.fail(f"no listening line: {line!r}\n{stderr_path.read_text()}")
     assert int(match.group(2)) > 0
     server = Server(proc, match.group(1), stderr_path)
-    _wait_healthy(server, within=10.0)
+    try:
+        _wait_healthy(server, within=10.0)
+    except BaseException:
+        proc.kill()  # a server that did not come up must not outlive the test
+        proc.wait()
+        raise
     return server
 
 
