@@ -4,6 +4,7 @@ on a frozen clock, so tests move time explicitly and never sleep."""
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +24,29 @@ OTHER_KEY = "sgk_test_" + "b" * 32
 
 CHAT = "/v1/inference/chat"
 EMBED = "/v1/inference/embed"
+
+
+REQUEST_ID = re.compile(r"req_[0-9a-f]{20}")
+
+
+def error_envelope(resp: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    """The whole error envelope, after checking it is exactly ScaiGrid's shape for `code`."""
+    assert resp.status_code == status, resp.text
+    assert resp.headers["content-type"] == "application/json"
+    body: dict[str, Any] = resp.json()
+    assert set(body) == {"status", "error", "meta"}
+    assert body["status"] == "error"
+    assert body["error"]["code"] == code
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    assert REQUEST_ID.fullmatch(body["meta"]["request_id"])
+    assert body["meta"]["request_id"] == resp.headers["x-request-id"]
+    return body
+
+
+def assert_error(resp: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    """The `error` object of a checked error envelope."""
+    error: dict[str, Any] = error_envelope(resp, status, code)["error"]
+    return error
 
 
 def key(name: str) -> str:

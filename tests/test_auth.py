@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
-from conftest import Harness, chat_line, key
+from conftest import Harness, chat_line, error_envelope, key
 
 from emulator.errors import ConfigError
 from emulator.tenancy import ROLES, load_tenancy, open_tenant_id
@@ -25,29 +23,20 @@ CHAT_BODY = {
 MakeEmu = Callable[..., Awaitable[Harness]]
 
 
-def error_of(resp: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert resp.status_code == status, resp.text
-    body: dict[str, Any] = resp.json()
-    assert body["status"] == "error"
-    assert body["error"]["code"] == code
-    assert body["meta"]["request_id"] == resp.headers["x-request-id"]
-    return body
-
-
 # --- the Authorization header -------------------------------------------------------------------
 
 
 async def test_missing_header_is_token_missing(emu: Harness) -> None:
     async with emu.client_for(None) as anon:
         resp = await anon.get(MODELS)
-    error_of(resp, 401, "AUTH_TOKEN_MISSING")
+    error_envelope(resp, 401, "AUTH_TOKEN_MISSING")
 
 
 @pytest.mark.parametrize("header", ["Basic x", "Bearer ", "Bearer", "bearer", "Bearer    ", "x"])
 async def test_header_without_a_bearer_token_is_token_missing(emu: Harness, header: str) -> None:
     async with emu.client_for(None) as anon:
         resp = await anon.get(MODELS, headers={"Authorization": header})
-    error_of(resp, 401, "AUTH_TOKEN_MISSING")
+    error_envelope(resp, 401, "AUTH_TOKEN_MISSING")
 
 
 @pytest.mark.parametrize(
@@ -63,7 +52,7 @@ async def test_header_without_a_bearer_token_is_token_missing(emu: Harness, head
 async def test_malformed_key_is_token_invalid(emu: Harness, token: str) -> None:
     async with emu.client_for(token) as client:
         resp = await client.get(MODELS)
-    error_of(resp, 401, "AUTH_TOKEN_INVALID")
+    error_envelope(resp, 401, "AUTH_TOKEN_INVALID")
 
 
 async def test_scheme_is_case_insensitive_and_key_of_exactly_32_chars_is_accepted(
@@ -81,9 +70,9 @@ async def test_open_mode_two_keys_are_two_tenants_for_batches(emu: Harness) -> N
     batch = await emu.submit([chat_line("a")])
     async with emu.client_for(key("other")) as other:
         resp = await other.get(f"{BATCH}/{batch['id']}")
-        error_of(resp, 404, "BATCH_NOT_FOUND")
+        error_envelope(resp, 404, "BATCH_NOT_FOUND")
         resp = await other.post(f"{BATCH}/{batch['id']}/cancel")
-        error_of(resp, 404, "BATCH_NOT_FOUND")
+        error_envelope(resp, 404, "BATCH_NOT_FOUND")
         listed = (await other.get(BATCH)).json()
     assert listed["data"]["items"] == []
     # ... and the owner still sees it.
@@ -100,7 +89,7 @@ async def test_open_mode_two_keys_are_two_tenants_for_files(emu: Harness) -> Non
             ("GET", f"/v1/files/{file_id}/content"),
             ("DELETE", f"/v1/files/{file_id}"),
         ]:
-            error_of(await other.request(method, path), 404, "FILE_NOT_FOUND")
+            error_envelope(await other.request(method, path), 404, "FILE_NOT_FOUND")
         assert (await other.get("/v1/files")).json()["data"]["items"] == []
     assert (await emu.client.get(f"/v1/files/{file_id}")).status_code == 200
 
@@ -163,9 +152,9 @@ async def configured(tmp_path: Path, make_emu: MakeEmu) -> Harness:
 async def test_configured_mode_rejects_unknown_well_formed_key(configured: Harness) -> None:
     assert configured.core.tenancy.mode == "configured"
     async with configured.client_for(key("stranger")) as client:
-        error_of(await client.get(MODELS), 401, "AUTH_TOKEN_INVALID")
+        error_envelope(await client.get(MODELS), 401, "AUTH_TOKEN_INVALID")
     async with configured.client_for(None) as anon:
-        error_of(await anon.get(MODELS), 401, "AUTH_TOKEN_MISSING")
+        error_envelope(await anon.get(MODELS), 401, "AUTH_TOKEN_MISSING")
 
 
 async def test_viewer_lists_models_but_cannot_infer_or_batch(configured: Harness) -> None:
@@ -174,16 +163,16 @@ async def test_viewer_lists_models_but_cannot_infer_or_batch(configured: Harness
         assert resp.status_code == 200, resp.text
         resp = await viewer.get("/v1/models/openai%2Fgpt-4o")
         assert resp.status_code == 200, resp.text
-        error_of(await viewer.post(CHAT, json=CHAT_BODY), 403, "AUTHZ_PERMISSION_DENIED")
-        error_of(await viewer.post(BATCH, json={}), 403, "AUTHZ_PERMISSION_DENIED")
-        error_of(await viewer.get(BATCH), 403, "AUTHZ_PERMISSION_DENIED")
+        error_envelope(await viewer.post(CHAT, json=CHAT_BODY), 403, "AUTHZ_PERMISSION_DENIED")
+        error_envelope(await viewer.post(BATCH, json={}), 403, "AUTHZ_PERMISSION_DENIED")
+        error_envelope(await viewer.get(BATCH), 403, "AUTHZ_PERMISSION_DENIED")
 
 
 async def test_permission_is_checked_before_the_body(configured: Harness) -> None:
     """A viewer sending garbage gets 403, not a 422 that would leak what the route expects."""
     async with configured.client_for(VIEWER) as viewer:
         resp = await viewer.post(CHAT, content=b"{not json")
-    error_of(resp, 403, "AUTHZ_PERMISSION_DENIED")
+    error_envelope(resp, 403, "AUTHZ_PERMISSION_DENIED")
 
 
 async def test_user_can_chat(configured: Harness) -> None:
@@ -201,7 +190,7 @@ async def test_keys_of_one_configured_tenant_share_data(configured: Harness) -> 
         listed = (await user2.get(BATCH)).json()["data"]["items"]
         assert [b["id"] for b in listed] == [batch["id"]]
     async with configured.client_for(OTHER) as other:
-        error_of(await other.get(f"{BATCH}/{batch['id']}"), 404, "BATCH_NOT_FOUND")
+        error_envelope(await other.get(f"{BATCH}/{batch['id']}"), 404, "BATCH_NOT_FOUND")
 
 
 async def test_configured_principals(configured: Harness) -> None:

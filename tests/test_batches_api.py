@@ -25,6 +25,19 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 import httpx
 import orjson
 import pytest
+from conftest import (
+    CHAT,
+    EMBED,
+    KEY,
+    START,
+    Harness,
+    assert_error,
+    b64,
+    chat_line,
+    embed_line,
+    jsonl,
+    key,
+)
 from s3_fixtures import s3_client
 
 import emulator.worker
@@ -33,19 +46,7 @@ from emulator.plan import Plan
 from emulator.records import BatchRecord, RequestRecord
 from emulator.settings import Settings
 from emulator.tenancy import open_tenant_id
-from tests.conftest import (
-    CHAT,
-    EMBED,
-    KEY,
-    START,
-    Harness,
-    b64,
-    chat_line,
-    embed_line,
-    jsonl,
-    key,
-)
-from tests.test_files_api import ISO_MS, assert_error, upload_ok
+from tests.test_files_api import ISO_MS, upload_ok
 
 MakeEmu = Callable[..., Awaitable[Harness]]
 GENERATE = "/v1/inference/generate"

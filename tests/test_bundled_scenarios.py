@@ -6,9 +6,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from conftest import KEY, START, Harness, b64, chat_line, embed_line
+from conftest import KEY, START, Harness, assert_error, b64, chat_line, embed_line
 
 from emulator import cli
 from emulator.scenario_registry import bundled_files, load_scenario_file
@@ -29,14 +28,6 @@ def ts(text: str) -> float:
     from emulator.clock import parse_instant
 
     return parse_instant(text).timestamp()
-
-
-def error_of(resp: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert resp.status_code == status, resp.text
-    body = resp.json()
-    assert body["status"] == "error" and body["error"]["code"] == code, body
-    error: dict[str, Any] = body["error"]
-    return error
 
 
 async def submit(h: Harness, lines: list[Any], scenario: str, **body: Any) -> dict[str, Any]:
@@ -180,12 +171,12 @@ async def test_flaky_backend_live_calls_see_the_faults(emu: Harness) -> None:
         resp = await emu.client.post(CHAT, json=CHAT_BODY)
         statuses.append(resp.status_code)
         if i % 25 == 0:
-            error_of(resp, 504, "BACKEND_TIMEOUT")
+            assert_error(resp, 504, "BACKEND_TIMEOUT")
         elif resp.status_code != 200:
-            error_of(resp, 502, "BACKEND_ERROR")
+            assert_error(resp, 502, "BACKEND_ERROR")
     assert 10 <= statuses.count(502) <= 32, statuses.count(502)
     big = {**CHAT_BODY, "model": "openai/gpt-4o"}
-    error_of(await emu.client.post(CHAT, json=big), 503, "MODEL_UNAVAILABLE")
+    assert_error(await emu.client.post(CHAT, json=big), 503, "MODEL_UNAVAILABLE")
 
 
 # --- quota-exhausted ----------------------------------------------------------------------------
@@ -195,7 +186,7 @@ async def test_quota_exhausted_refuses_submits_but_not_live_inference(emu: Harne
     await use(emu, "quota-exhausted")
     for _ in range(2):
         resp = await emu.client.post(BATCH, json={"input_file_base64": b64(chats(1))})
-        err = error_of(resp, 429, "QUOTA_EXCEEDED")
+        err = assert_error(resp, 429, "QUOTA_EXCEEDED")
         assert "retry_after" not in err and "retry-after" not in resp.headers
     assert (await emu.client.post(CHAT, json=CHAT_BODY)).status_code == 200
     assert (await emu.client.get(BATCH)).json()["data"]["items"] == []
@@ -203,7 +194,7 @@ async def test_quota_exhausted_refuses_submits_but_not_live_inference(emu: Harne
 
 async def test_quota_exhausted_as_the_global_scenario(make_emu: MakeEmu) -> None:
     h = await make_emu(scenario="quota-exhausted")
-    error_of(await h.client.post(BATCH, json={"input_file_base64": b64(chats(1))}), 429,
+    assert_error(await h.client.post(BATCH, json={"input_file_base64": b64(chats(1))}), 429,
              "QUOTA_EXCEEDED")  # fmt: skip
     assert (await h.client.post(CHAT, json=CHAT_BODY)).status_code == 200
 
@@ -279,7 +270,7 @@ async def test_rate_limited_sixth_call_in_a_minute(emu: Harness) -> None:
         assert resp.headers["x-scaigrid-ratelimit-reset"] == str(int(T0) + 60)
     await emu.advance(20)
     resp = await emu.client.get(MODELS)
-    err = error_of(resp, 429, "RATE_LIMITED")
+    err = assert_error(resp, 429, "RATE_LIMITED")
     assert err["retry_after"] == 40 and resp.headers["retry-after"] == "40"
     assert resp.headers["x-scaigrid-ratelimit-remaining"] == "0"
     await emu.advance(40)
@@ -297,12 +288,12 @@ async def test_api_outage_then_failing_submits_then_recovery(emu: Harness) -> No
         emu.client.post(CHAT, json=CHAT_BODY),
     ):
         resp = await call
-        err = error_of(resp, 503, "MODEL_UNAVAILABLE")
+        err = assert_error(resp, 503, "MODEL_UNAVAILABLE")
         assert err["retry_after"] == 30 and resp.headers["retry-after"] == "30"
     assert (await emu.client.get(MODELS)).status_code == 200
     for _ in range(2):
         resp = await emu.client.post(BATCH, json={"input_file_base64": b64(chats(1))})
-        err = error_of(resp, 502, "BACKEND_ERROR")
+        err = assert_error(resp, 502, "BACKEND_ERROR")
         assert "retry_after" not in err
     resp = await emu.client.post(BATCH, json={"input_file_base64": b64(chats(1))})
     assert resp.status_code == 200, resp.text

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import KEY, OTHER_KEY, Harness, chat_line
+from conftest import KEY, OTHER_KEY, Harness, assert_error, chat_line
 
 from emulator.api.routes import ROUTES
 from emulator.scenario_registry import bundled_files
@@ -27,15 +27,6 @@ def ok(resp: httpx.Response) -> Any:
     body = resp.json()
     assert body["status"] == "ok", body
     return body["data"]
-
-
-def error_of(resp: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert resp.status_code == status, resp.text
-    body = resp.json()
-    assert body["status"] == "error" and body["error"]["code"] == code, body
-    assert body["meta"]["request_id"] == resp.headers["x-request-id"]
-    error: dict[str, Any] = body["error"]
-    return error
 
 
 async def upload(client: httpx.AsyncClient, name: str = "in.jsonl") -> dict[str, Any]:
@@ -73,8 +64,8 @@ async def test_reset_all(emu: Harness) -> None:
         for client in (emu.client, other):
             assert await listing(client, "/v1/files") == []
             assert await listing(client, "/v1/inference/batch") == []
-        error_of(await emu.client.get(f"/v1/inference/batch/{mine[1]}"), 404, "BATCH_NOT_FOUND")
-        error_of(await emu.client.get(f"/v1/files/{mine[0]}"), 404, "FILE_NOT_FOUND")
+        assert_error(await emu.client.get(f"/v1/inference/batch/{mine[1]}"), 404, "BATCH_NOT_FOUND")
+        assert_error(await emu.client.get(f"/v1/files/{mine[0]}"), 404, "FILE_NOT_FOUND")
 
 
 @pytest.mark.parametrize("how", ["tenant_id", "api_key"])
@@ -112,10 +103,10 @@ async def test_reset_of_a_tenant_clears_its_rate_limit_window(make_emu: MakeEmu)
         for _ in range(5):
             assert (await h.client.get("/v1/models")).status_code == 200
             assert (await other.get("/v1/models")).status_code == 200
-        error_of(await h.client.get("/v1/models"), 429, "RATE_LIMITED")
+        assert_error(await h.client.get("/v1/models"), 429, "RATE_LIMITED")
         ok(await h.client.post("/_emulator/reset", json={"tenant_id": TENANT}))
         assert (await h.client.get("/v1/models")).status_code == 200
-        error_of(await other.get("/v1/models"), 429, "RATE_LIMITED")
+        assert_error(await other.get("/v1/models"), 429, "RATE_LIMITED")
 
 
 async def test_reset_by_api_key_in_configured_tenancy(make_emu: MakeEmu, tmp_path: Path) -> None:
@@ -137,7 +128,7 @@ async def test_reset_by_api_key_in_configured_tenancy(make_emu: MakeEmu, tmp_pat
         assert await listing(acme, "/v1/files") == []
         assert len(await listing(zeta, "/v1/files")) == 2
         resp = await acme.post("/_emulator/reset", json={"api_key": "sgk_unknown_" + "u" * 32})
-        error_of(resp, 422, "VALIDATION_ERROR")
+        assert_error(resp, 422, "VALIDATION_ERROR")
 
 
 @pytest.mark.parametrize(
@@ -145,7 +136,7 @@ async def test_reset_by_api_key_in_configured_tenancy(make_emu: MakeEmu, tmp_pat
 )
 async def test_reset_refuses_bad_bodies(emu: Harness, body: dict[str, Any]) -> None:
     await populate(emu, emu.client)
-    error_of(await emu.client.post("/_emulator/reset", json=body), 422, "VALIDATION_ERROR")
+    assert_error(await emu.client.post("/_emulator/reset", json=body), 422, "VALIDATION_ERROR")
     assert len(await listing(emu.client, "/v1/files")) == 2
 
 
@@ -185,7 +176,7 @@ async def test_seed_changes_generated_text_and_ids(emu: Harness) -> None:
 
 @pytest.mark.parametrize("body", [{"seed": "5"}, {"seed": True}, {"seed": 1.5}, {}])
 async def test_seed_must_be_an_integer(emu: Harness, body: dict[str, Any]) -> None:
-    error_of(await emu.client.put("/_emulator/seed", json=body), 422, "VALIDATION_ERROR")
+    assert_error(await emu.client.put("/_emulator/seed", json=body), 422, "VALIDATION_ERROR")
     assert ok(await emu.client.get("/_emulator/seed")) == {"seed": 0}
 
 
@@ -263,7 +254,7 @@ async def test_a_tenant_scenario_can_be_read_and_dropped(emu: Harness) -> None:
 )
 async def test_bad_scenarios_are_422(emu: Harness, body: dict[str, Any], fragment: str) -> None:
     for url in ("/_emulator/scenario", f"/_emulator/tenants/{TENANT}/scenario"):
-        err = error_of(await emu.client.put(url, json=body), 422, "VALIDATION_ERROR")
+        err = assert_error(await emu.client.put(url, json=body), 422, "VALIDATION_ERROR")
         assert fragment in err["message"] + str(err.get("details")), err
     assert ok(await emu.client.get("/_emulator/scenario"))["name"] == "happy-path"
     assert ok(await emu.client.get("/_emulator/scenarios"))["tenants"] == {}
@@ -311,7 +302,7 @@ async def test_journal_with_filters(emu: Harness) -> None:
     [{"status": "abc"}, {"limit": "x"}, {"limit": "0"}, {"limit": "-2"}, {"since": "yesterday"}],
 )
 async def test_journal_refuses_bad_filters(emu: Harness, params: dict[str, str]) -> None:
-    error_of(await emu.client.get("/_emulator/journal", params=params), 422, "VALIDATION_ERROR")
+    assert_error(await emu.client.get("/_emulator/journal", params=params), 422, "VALIDATION_ERROR")
 
 
 # --- state --------------------------------------------------------------------------------------
@@ -358,9 +349,9 @@ async def test_control_routes_need_the_admin_token(
     h = await make_emu(admin_token="t0ken")
     for headers in ({}, {"X-Emulator-Admin-Token": "wrong"}, {"Authorization": "Bearer wrong"}):
         resp = await h.client.request(method, path, headers=headers, json={})
-        error_of(resp, 401, "AUTH_TOKEN_INVALID")
+        assert_error(resp, 401, "AUTH_TOKEN_INVALID")
     async with h.client_for(None) as anon:
-        error_of(await anon.request(method, path, json={}), 401, "AUTH_TOKEN_INVALID")
+        assert_error(await anon.request(method, path, json={}), 401, "AUTH_TOKEN_INVALID")
 
 
 @pytest.mark.parametrize(

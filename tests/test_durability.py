@@ -29,8 +29,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-
-from tests.conftest import KEY, Harness, chat_line, embed_line, jsonl
+from conftest import KEY, Harness, chat_line, embed_line, jsonl
 
 ROOT = Path(__file__).resolve().parent.parent
 TOTAL = 20_000

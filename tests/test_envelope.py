@@ -10,11 +10,10 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import KEY, Harness
+from conftest import KEY, REQUEST_ID, Harness, error_envelope
 
 from emulator.api.routes import ROUTES
 
-REQUEST_ID = re.compile(r"req_[0-9a-f]{20}")
 CHAT = "/v1/inference/chat"
 CHAT_BODY = {
     "model": "scailabs/poolnoodle-omni",
@@ -23,19 +22,6 @@ CHAT_BODY = {
 }
 
 MakeEmu = Callable[..., Awaitable[Harness]]
-
-
-def assert_error(resp: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert resp.status_code == status, resp.text
-    assert resp.headers["content-type"] == "application/json"
-    body: dict[str, Any] = resp.json()
-    assert set(body) == {"status", "error", "meta"}
-    assert body["status"] == "error"
-    assert body["error"]["code"] == code
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
-    assert REQUEST_ID.fullmatch(body["meta"]["request_id"])
-    assert body["meta"]["request_id"] == resp.headers["x-request-id"]
-    return body
 
 
 # --- request ids ------------------------------------------------------------------------------
@@ -100,29 +86,29 @@ async def test_list_envelope(emu: Harness) -> None:
 
 
 async def test_unknown_route_is_not_found(emu: Harness) -> None:
-    assert_error(await emu.client.get("/v1/nothing-here"), 404, "NOT_FOUND")
-    assert_error(await emu.client.post("/v2/inference/chat", json={}), 404, "NOT_FOUND")
+    error_envelope(await emu.client.get("/v1/nothing-here"), 404, "NOT_FOUND")
+    error_envelope(await emu.client.post("/v2/inference/chat", json={}), 404, "NOT_FOUND")
     async with emu.client_for(None) as anon:  # routing comes before auth
-        assert_error(await anon.get("/nowhere"), 404, "NOT_FOUND")
+        error_envelope(await anon.get("/nowhere"), 404, "NOT_FOUND")
 
 
 async def test_wrong_method_is_method_not_allowed(emu: Harness) -> None:
     resp = await emu.client.delete("/v1/models")
-    assert_error(resp, 405, "METHOD_NOT_ALLOWED")
+    error_envelope(resp, 405, "METHOD_NOT_ALLOWED")
     assert "GET" in resp.headers["allow"]
     resp = await emu.client.get(CHAT)
-    assert_error(resp, 405, "METHOD_NOT_ALLOWED")
+    error_envelope(resp, 405, "METHOD_NOT_ALLOWED")
     assert resp.headers["allow"] == "POST"
 
 
 async def test_allow_header_lists_methods_of_every_route_on_the_path(emu: Harness) -> None:
     """`/v1/inference/batch` is two routes (POST and GET); a PUT must be told about both."""
     resp = await emu.client.put("/v1/inference/batch", json={})
-    assert_error(resp, 405, "METHOD_NOT_ALLOWED")
+    error_envelope(resp, 405, "METHOD_NOT_ALLOWED")
     allowed = {m.strip() for m in resp.headers["allow"].split(",")}
     assert {"GET", "POST"} <= allowed
     resp = await emu.client.post("/v1/files/file_x")
-    assert_error(resp, 405, "METHOD_NOT_ALLOWED")
+    error_envelope(resp, 405, "METHOD_NOT_ALLOWED")
     allowed = {m.strip() for m in resp.headers["allow"].split(",")}
     assert {"GET", "DELETE"} <= allowed
 
@@ -134,7 +120,7 @@ async def test_malformed_json_body_is_a_validation_error(emu: Harness) -> None:
     resp = await emu.client.post(
         CHAT, content=b'{"model": "x",}', headers={"content-type": "application/json"}
     )
-    body = assert_error(resp, 422, "VALIDATION_ERROR")
+    body = error_envelope(resp, 422, "VALIDATION_ERROR")
     details = body["error"]["details"]
     assert isinstance(details, list) and details
     assert all(isinstance(d["message"], str) for d in details)
@@ -147,13 +133,13 @@ async def test_malformed_json_body_is_a_validation_error(emu: Harness) -> None:
     ids=["empty", "open-brace", "not-utf8", "bad-literal", "trailing"],
 )
 async def test_undecodable_bodies_are_validation_errors(emu: Harness, raw: bytes) -> None:
-    body = assert_error(await emu.client.post(CHAT, content=raw), 422, "VALIDATION_ERROR")
+    body = error_envelope(await emu.client.post(CHAT, content=raw), 422, "VALIDATION_ERROR")
     assert "byte" in body["error"]["details"][0]["message"]
 
 
 @pytest.mark.parametrize("raw", [b"[]", b'[{"model": "x"}]', b'"text"', b"5", b"null"])
 async def test_non_object_json_body_is_a_validation_error(emu: Harness, raw: bytes) -> None:
-    body = assert_error(await emu.client.post(CHAT, content=raw), 422, "VALIDATION_ERROR")
+    body = error_envelope(await emu.client.post(CHAT, content=raw), 422, "VALIDATION_ERROR")
     assert "object" in body["error"]["message"]
     assert body["error"]["details"]
 
@@ -170,7 +156,7 @@ async def test_unexpected_exception_is_internal_error_in_the_envelope(
     monkeypatch.setattr(emu.core, "infer", explode)
     with caplog.at_level(logging.ERROR, logger="emulator"):
         resp = await emu.client.post(CHAT, json=CHAT_BODY)
-    body = assert_error(resp, 500, "INTERNAL_ERROR")
+    body = error_envelope(resp, 500, "INTERNAL_ERROR")
     assert "Traceback" not in resp.text
     assert "secret-detail-42" not in resp.text
     assert 'File "' not in resp.text

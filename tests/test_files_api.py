@@ -12,9 +12,9 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+from conftest import Harness, assert_error, chat_line, jsonl, key
 
 from emulator.files import CHUNK_BYTES
-from tests.conftest import Harness, chat_line, jsonl, key
 
 ISO_MS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 START_ISO = "2026-01-01T00:00:00.000Z"
@@ -40,17 +40,6 @@ async def upload_ok(client: httpx.AsyncClient, content: bytes, **kw: Any) -> dic
     assert body["status"] == "ok"
     data: dict[str, Any] = body["data"]
     return data
-
-
-def assert_error(resp: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert resp.status_code == status, resp.text
-    body = resp.json()
-    assert body["status"] == "error"
-    assert body["error"]["code"] == code
-    assert body["meta"]["request_id"].startswith("req_")
-    assert resp.headers["x-request-id"] == body["meta"]["request_id"]
-    error: dict[str, Any] = body["error"]
-    return error
 
 
 def assert_validation(resp: httpx.Response, field: str) -> None:

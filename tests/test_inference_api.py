@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 import orjson
 import pytest
-from conftest import Harness
+from conftest import Harness, assert_error
 
 MakeEmu = Callable[..., Awaitable[Harness]]
 
@@ -44,16 +44,6 @@ def ok_data(resp: httpx.Response) -> dict[str, Any]:
     assert body["status"] == "ok"
     data: dict[str, Any] = body["data"]
     return data
-
-
-def error(resp: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert resp.status_code == status, resp.text
-    body = resp.json()
-    assert body["status"] == "error"
-    assert body["error"]["code"] == code
-    assert body["meta"]["request_id"] == resp.headers["x-request-id"]
-    err: dict[str, Any] = body["error"]
-    return err
 
 
 # --- envelopes --------------------------------------------------------------------------------
@@ -137,7 +127,7 @@ async def test_another_seed_changes_the_answer(emu: Harness, make_emu: MakeEmu, 
 @pytest.mark.parametrize("route", list(BODIES))
 async def test_unknown_model_is_model_not_found(emu: Harness, route: str) -> None:
     resp = await emu.client.post(route, json={**BODIES[route], "model": "openai/gpt-9"})
-    error(resp, 404, "MODEL_NOT_FOUND")
+    assert_error(resp, 404, "MODEL_NOT_FOUND")
 
 
 @pytest.mark.parametrize(
@@ -150,7 +140,7 @@ async def test_unknown_model_is_model_not_found(emu: Harness, route: str) -> Non
     ],
 )
 async def test_wrong_modality_is_a_validation_error(emu: Harness, route: str, model: str) -> None:
-    err = error(await emu.client.post(route, json={**BODIES[route], "model": model}), 422,
+    err = assert_error(await emu.client.post(route, json={**BODIES[route], "model": model}), 422,
                 "VALIDATION_ERROR")  # fmt: skip
     assert err["details"][0]["field"] == "model"
 
@@ -176,26 +166,26 @@ async def test_bad_field_is_a_validation_error(
     emu: Harness, route: str, change: dict[str, Any], field: str
 ) -> None:
     body = {k: v for k, v in {**BODIES[route], **change}.items() if v is not None}
-    err = error(await emu.client.post(route, json=body), 422, "VALIDATION_ERROR")
+    err = assert_error(await emu.client.post(route, json=body), 422, "VALIDATION_ERROR")
     assert field in [d.get("field") for d in err["details"]], err
 
 
 async def test_missing_model_is_a_validation_error(emu: Harness) -> None:
     body = {k: v for k, v in BODIES[CHAT].items() if k != "model"}
-    err = error(await emu.client.post(CHAT, json=body), 422, "VALIDATION_ERROR")
+    err = assert_error(await emu.client.post(CHAT, json=body), 422, "VALIDATION_ERROR")
     assert err["details"][0]["field"] == "model"
 
 
 async def test_several_bad_fields_are_all_listed(emu: Harness) -> None:
     body = {**BODIES[CHAT], "max_tokens": -1, "temperature": 9, "top_p": 2}
-    err = error(await emu.client.post(CHAT, json=body), 422, "VALIDATION_ERROR")
+    err = assert_error(await emu.client.post(CHAT, json=body), 422, "VALIDATION_ERROR")
     assert {d["field"] for d in err["details"]} >= {"max_tokens", "temperature", "top_p"}
 
 
 @pytest.mark.parametrize("route", list(BODIES))
 async def test_inference_needs_a_key(emu: Harness, route: str) -> None:
     async with emu.client_for(None) as anon:
-        error(await anon.post(route, json=BODIES[route]), 401, "AUTH_TOKEN_MISSING")
+        assert_error(await anon.post(route, json=BODIES[route]), 401, "AUTH_TOKEN_MISSING")
 
 
 # --- SSE streaming ----------------------------------------------------------------------------
@@ -264,7 +254,7 @@ async def test_bad_stream_request_is_a_plain_error_not_a_stream(
 ) -> None:
     resp = await emu.client.post(CHAT, json={**BODIES[CHAT], **change, "stream": True})
     assert resp.headers["content-type"] == "application/json"
-    error(resp, status, code)
+    assert_error(resp, status, code)
 
 
 # --- image URLs -------------------------------------------------------------------------------
@@ -311,7 +301,7 @@ async def test_tampered_image_url_is_invalid(emu: Harness, query: dict[str, str]
     url = await image_url(emu)
     async with emu.client_for(None) as anon:
         resp = await anon.get(tamper(url, **query))
-    error(resp, 403, "RESULTS_URL_INVALID")
+    assert_error(resp, 403, "RESULTS_URL_INVALID")
 
 
 async def test_image_url_for_another_image_is_invalid(emu: Harness) -> None:
@@ -319,8 +309,8 @@ async def test_image_url_for_another_image_is_invalid(emu: Harness) -> None:
     parts = urlsplit(url)
     other = parts._replace(path=parts.path.replace("/images/", "/images/0")).geturl()
     async with emu.client_for(None) as anon:
-        error(await anon.get(other), 403, "RESULTS_URL_INVALID")
-        error(await anon.get(parts._replace(query="").geturl()), 403, "RESULTS_URL_INVALID")
+        assert_error(await anon.get(other), 403, "RESULTS_URL_INVALID")
+        assert_error(await anon.get(parts._replace(query="").geturl()), 403, "RESULTS_URL_INVALID")
 
 
 async def test_image_url_expires_after_an_hour_of_emulator_time(emu: Harness) -> None:
@@ -329,7 +319,7 @@ async def test_image_url_expires_after_an_hour_of_emulator_time(emu: Harness) ->
         await emu.advance(3599)
         assert (await anon.get(url)).status_code == 200
         await emu.advance(1)
-        error(await anon.get(url), 403, "RESULTS_URL_EXPIRED")
+        assert_error(await anon.get(url), 403, "RESULTS_URL_EXPIRED")
 
 
 async def test_image_links_point_where_the_caller_reached_us(emu: Harness) -> None:
