@@ -1,6 +1,7 @@
 """The floor for a 50,000-request batch: the irreducible work, in one process, no HTTP.
 
-Read the JSONL, parse each line, answer it with `emulator.engine.Engine.infer` (the same engine
+Read the JSONL, parse each line, answer it with `emulator.inference.engine.Engine.infer` (the
+same engine
 the emulator's worker uses), store the results in a SQLite file (WAL, synchronous=NORMAL, as the
 emulator's store) with one `executemany` and one commit per 500 results, then read them back in
 input order and write the results JSONL. The clock starts after the engine is built and stops
@@ -23,9 +24,9 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import ROOT, machine, table, write_batch_input, write_results  # noqa: E402
-from emulator.catalogue import load_catalogue  # noqa: E402
-from emulator.engine import Engine  # noqa: E402
 from emulator.errors import EmulatorError  # noqa: E402
+from emulator.inference.catalogue import load_catalogue  # noqa: E402
+from emulator.inference.engine import Engine  # noqa: E402
 
 CHUNK = 500
 CREATED = 1_767_225_600

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from emulator import wire
-from emulator.catalogue import WINDOWS
 from emulator.errors import BatchNotCancellable, BatchNotFound, QuotaExceeded, ValidationError
+from emulator.inference.catalogue import WINDOWS
 from emulator.records import BatchRecord, FileRecord
 from emulator.sources import iter_source, scheme_of
 from emulator.status import BatchStatus, is_final

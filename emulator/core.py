@@ -18,12 +18,12 @@ import httpx
 
 from emulator import __version__
 from emulator.batches import Batches
-from emulator.catalogue import load_catalogue
 from emulator.clock import Clock
-from emulator.engine import Engine
 from emulator.files import Files
 from emulator.gate import GateState
 from emulator.ids import Ids
+from emulator.inference.catalogue import load_catalogue
+from emulator.inference.engine import Engine
 from emulator.journal import Journal
 from emulator.plan import HAPPY_PATH, Plan
 from emulator.records import BatchRecord, RequestRecord

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from emulator.engine import ROUTES
+from emulator.inference.engine import ROUTES
 from emulator.records import RequestRecord
 
 MAX_PROBLEMS = 100

@@ -1,7 +1,7 @@
 """Wire shapes of the native API, in one place: envelopes, pagination, models, files, batches.
 
 An assumption about the real service's shapes (see the README's assumptions table) is corrected by
-editing this module alone. Inference response bodies are built by `emulator.engine`.
+editing this module alone. Inference response bodies are built by `emulator.inference.engine`.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from typing import Any
 
 import orjson
 
-from emulator.catalogue import Model
 from emulator.clock import iso, iso_or_none
 from emulator.errors import EmulatorError, ValidationError
+from emulator.inference.catalogue import Model
 from emulator.records import BatchRecord, FileRecord
 
 DEFAULT_LIMIT = 20

@@ -14,9 +14,9 @@ import orjson
 import pytest
 from jsonschema import Draft202012Validator
 
-from emulator.catalogue import Catalogue, load_catalogue
-from emulator.engine import ROUTES, Engine, canonical, estimate_tokens, png_for
 from emulator.errors import ModelNotFound, RouteNotFound, ValidationError
+from emulator.inference.catalogue import Catalogue, load_catalogue
+from emulator.inference.engine import ROUTES, Engine, canonical, estimate_tokens, png_for
 
 CHAT, GENERATE, EMBED, IMAGES = ROUTES
 GPT = "openai/gpt-4o"

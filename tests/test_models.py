@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from conftest import Harness
 
-from emulator.catalogue import BUNDLED_MODELS, load_catalogue
 from emulator.cli import main
 from emulator.errors import ConfigError
+from emulator.inference.catalogue import BUNDLED_MODELS, load_catalogue
 
 MakeEmu = Callable[..., Awaitable[Harness]]
 

@@ -10,7 +10,7 @@ from starlette.responses import Response, StreamingResponse
 
 from emulator import wire
 from emulator.api.http import JSON, caller, core_of, parse_object, read_body
-from emulator.engine import png_for
+from emulator.inference.engine import png_for
 
 CHAT = "/v1/inference/chat"
 IMAGES = "/v1/inference/images/generate"

@@ -9,8 +9,8 @@ from starlette.responses import Response
 
 from emulator import wire
 from emulator.api.http import JSON, caller, core_of
-from emulator.catalogue import MODALITIES, STATUSES
 from emulator.errors import ValidationError
+from emulator.inference.catalogue import MODALITIES, STATUSES
 
 
 def _choice(request: Request, name: str, allowed: tuple[str, ...]) -> str | None:

@@ -18,7 +18,7 @@ Token counts are estimates, documented and honest rather than a real tokenizer's
 * Generate, embed and images count `estimate_tokens` of the prompt (of each input, for embed).
 
 Embeddings depend on the input text alone (with the seed and model), not on the rest of the body,
-so equal texts get equal vectors in any request (see `emulator.embeddings`).
+so equal texts get equal vectors in any request (see `emulator.inference.embeddings`).
 
 Cuts: the text is drawn without looking at `max_tokens`, `max_completion_tokens` and `stop`, so
 those only cut the answer the same request would get without them (the response id still
@@ -29,8 +29,8 @@ json_schema) is never cut, so it always parses: finish_reason "stop", completion
 estimate as usual. `canned` text (scenario responses) replaces generated content, tool calls and
 JSON formats, and is cut like generated text.
 
-Request validation lives in `emulator.inference_checks`, embedding maths in `emulator.embeddings`
-and the PNGs behind generated images in `emulator.images`; `png_for` is re-exported here.
+Request validation lives in `checks`, embedding maths in `embeddings` and the PNGs behind generated
+images in `images` (all in this package); `png_for` is re-exported here.
 """
 
 from __future__ import annotations
@@ -45,12 +45,12 @@ from typing import Any
 
 import orjson
 
-from emulator.catalogue import ROUTE_MODALITY, Catalogue, Model
-from emulator.embeddings import Embedder, float32_base64
 from emulator.errors import RouteNotFound
-from emulator.images import png_for
-from emulator.inference_checks import CHAT, EMBED, GENERATE, IMAGES, ROUTES, check_request
-from emulator.jsonfake import WORDS, fake_value
+from emulator.inference.catalogue import ROUTE_MODALITY, Catalogue, Model
+from emulator.inference.checks import CHAT, EMBED, GENERATE, IMAGES, ROUTES, check_request
+from emulator.inference.embeddings import Embedder, float32_base64
+from emulator.inference.images import png_for
+from emulator.inference.jsonfake import WORDS, fake_value
 
 __all__ = ["ROUTES", "Engine", "canonical", "estimate_tokens", "png_for", "prompt_tokens"]
 

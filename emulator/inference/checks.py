@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from emulator.catalogue import ROUTE_MODALITY, Catalogue, Model
 from emulator.errors import RouteNotFound, ValidationError
+from emulator.inference.catalogue import ROUTE_MODALITY, Catalogue, Model
 
 CHAT = "/v1/inference/chat"
 GENERATE = "/v1/inference/generate"

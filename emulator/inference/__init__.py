@@ -1,0 +1,1 @@
+"""Fake inference: the engine, its request checks, and the model catalogue it answers for."""
