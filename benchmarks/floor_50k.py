@@ -1,10 +1,10 @@
 """The floor for a 50,000-request batch: the irreducible work, in one process, no HTTP.
 
-Read the JSONL, parse each line, answer it with `emulator.inference.engine.Engine.infer` (the
-same engine the emulator's worker uses), store the results in a SQLite file (WAL,
-synchronous=NORMAL, as the emulator's store) with one `executemany` and one commit per 500 results, then read them back in
-input order and write the results JSONL. The clock starts after the engine is built and stops
-when the output file is closed.
+Read the JSONL, parse each line, answer it with `emulator.inference.engine.Engine.infer` (the same
+engine the emulator's worker uses), store the results in a SQLite file (WAL, synchronous=NORMAL, as
+the emulator's store) with one `executemany` and one commit per 500 results, then read them back in
+input order and write the results JSONL. The clock starts after the engine is built and stops when
+the output file is closed.
 
 Run: .venv/bin/python benchmarks/floor_50k.py [--count 50000] [--input FILE]
 """

@@ -64,7 +64,7 @@ def check_scenarios(files: Sequence[str]) -> int:
     """Validate each file; print one line per file. Exit 1 if any is invalid."""
     from pathlib import Path
 
-    from emulator.scenario_registry import load_scenario_file
+    from emulator.scenario.registry import load_scenario_file
 
     failed = 0
     for name in files:

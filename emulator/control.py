@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from emulator import wire
 from emulator.clock import parse_instant
 from emulator.errors import EmulatorError, ValidationError
-from emulator.scenarios import Scenario
+from emulator.scenario.model import Scenario
 from emulator.tenancy import KEY_PATTERN
 
 if TYPE_CHECKING:

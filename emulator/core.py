@@ -25,10 +25,10 @@ from emulator.ids import Ids
 from emulator.inference.catalogue import load_catalogue
 from emulator.inference.engine import Engine
 from emulator.journal import Journal
-from emulator.plan import HAPPY_PATH, Plan
 from emulator.records import BatchRecord, RequestRecord
-from emulator.scenario_registry import Scenarios
-from emulator.scenarios import Scenario
+from emulator.scenario.model import Scenario
+from emulator.scenario.plan import HAPPY_PATH, Plan
+from emulator.scenario.registry import Scenarios
 from emulator.settings import Settings
 from emulator.signing import Signer
 from emulator.sources import SourceConfig

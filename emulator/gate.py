@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from emulator.api.http import render_error
 from emulator.errors import EmulatorError, RateLimited
-from emulator.scenarios import RateLimit, Scenario, unit
+from emulator.scenario.model import RateLimit, Scenario, unit
 
 if TYPE_CHECKING:
     from emulator.core import Emulator

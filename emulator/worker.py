@@ -1,11 +1,11 @@
 """The batch worker: runs inside the server, on the emulator clock.
 
-Each active batch follows its plan (`emulator.plan`): it starts at `created_at + start_delay`, and
-request i finishes at `started_at + offset[i]`. Whenever it wakes (a submit, a cancel, a clock
-change, or the next due instant in real time) the worker processes exactly the requests that are
-due by now, in chunks: one query to fetch a chunk, one `executemany` to store its results together
-with the batch's counters. A crash between chunks loses nothing that was committed, and a restart
-resumes from the stored results.
+Each active batch follows its plan (`emulator.scenario.plan`): it starts at `created_at +
+start_delay`, and request i finishes at `started_at + offset[i]`. Whenever it wakes (a submit, a
+cancel, a clock change, or the next due instant in real time) the worker processes exactly the
+requests that are due by now, in chunks: one query to fetch a chunk, one `executemany` to store its
+results together with the batch's counters. A crash between chunks loses nothing that was committed,
+and a restart resumes from the stored results.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from emulator.errors import (
     error_for_code,
 )
 from emulator.parsing import ParsedInput, parse_input
-from emulator.plan import Plan
 from emulator.pricing import discounted, live_cost
 from emulator.records import BatchRecord, RequestRecord, ResultRecord
+from emulator.scenario.plan import Plan
 from emulator.status import BatchStatus, check_move, is_final
 
 if TYPE_CHECKING:

@@ -42,8 +42,8 @@ from s3_fixtures import s3_client
 
 import emulator.worker
 from emulator.batches import MAX_BASE64_BYTES
-from emulator.plan import Plan
 from emulator.records import BatchRecord, RequestRecord
+from emulator.scenario.plan import Plan
 from emulator.settings import Settings
 from emulator.tenancy import open_tenant_id
 from tests.test_files_api import ISO_MS, upload_ok

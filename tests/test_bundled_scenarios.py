@@ -10,7 +10,7 @@ import pytest
 from conftest import KEY, START, Harness, assert_error, b64, chat_line, embed_line
 
 from emulator import cli
-from emulator.scenario_registry import bundled_files, load_scenario_file
+from emulator.scenario.registry import bundled_files, load_scenario_file
 from emulator.tenancy import open_tenant_id
 
 MakeEmu = Callable[..., Awaitable[Harness]]

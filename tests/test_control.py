@@ -13,7 +13,7 @@ import pytest
 from conftest import KEY, OTHER_KEY, Harness, assert_error, chat_line
 
 from emulator.api.routes import ROUTES
-from emulator.scenario_registry import bundled_files
+from emulator.scenario.registry import bundled_files
 from emulator.tenancy import open_tenant_id
 
 MakeEmu = Callable[..., Awaitable[Harness]]

@@ -15,7 +15,7 @@ import httpx
 import orjson
 import pytest
 
-from emulator.scenario_registry import bundled_files
+from emulator.scenario.registry import bundled_files
 from emulator.settings import SETTINGS
 
 ROOT = Path(__file__).resolve().parent.parent

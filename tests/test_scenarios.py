@@ -16,8 +16,8 @@ import pytest
 from conftest import KEY, OTHER_KEY, Harness, b64, chat_line, embed_line, jsonl, key
 
 from emulator import cli
-from emulator.scenario_schema import ScenarioError, duration_seconds
-from emulator.scenarios import parse_scenario
+from emulator.scenario.model import parse_scenario
+from emulator.scenario.schema import ScenarioError, duration_seconds
 from emulator.tenancy import open_tenant_id
 
 MakeEmu = Callable[..., Awaitable[Harness]]

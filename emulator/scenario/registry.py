@@ -10,12 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from emulator.errors import ValidationError
-from emulator.scenario_schema import ScenarioError
-from emulator.scenarios import Scenario, parse_scenario
+from emulator.scenario.model import Scenario, parse_scenario
+from emulator.scenario.schema import ScenarioError
 
-_HERE = Path(__file__).parent
+_PACKAGE = Path(__file__).parent.parent  # emulator/
 #: bundled scenarios: in the installed package, or the repository's scenarios/ folder.
-BUNDLED_DIRS = (_HERE / "_scenarios", _HERE.parent / "scenarios")
+BUNDLED_DIRS = (_PACKAGE / "_scenarios", _PACKAGE.parent / "scenarios")
 DEFAULT = "happy-path"
 
 

@@ -2,7 +2,7 @@
 
 A scenario file is checked on the YAML node tree (not on the loaded data) so that every problem
 names the file, the path in the document and the line: `flaky.yaml: faults[1].match.every
-(line 12): must be an integer >= 1`. The schema is a table; `emulator.scenarios` builds objects
+(line 12): must be an integer >= 1`. The schema is a table; `emulator.scenario.model` builds objects
 only from documents that passed it.
 """
 

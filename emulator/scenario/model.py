@@ -5,7 +5,7 @@ faults, batch outcomes, API faults, quotas, rate limits and canned responses. Ev
 is a hash of (seed, what is being decided), never a shared random stream, so a scenario replays
 identically whatever order requests arrive or are processed in.
 
-Which scenario is in force where is `emulator.scenario_registry`'s business.
+Which scenario is in force where is `emulator.scenario.registry`'s business.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from functools import partial
 from typing import Any
 
 from emulator.errors import EmulatorError, error_for_code
-from emulator.plan import Plan
 from emulator.records import RequestRecord
-from emulator.scenario_schema import (
+from emulator.scenario.plan import Plan
+from emulator.scenario.schema import (
     duration_seconds,
     known_error_status,
     load_document,

@@ -1,7 +1,7 @@
 """A batch's processing plan: when it starts, when each request finishes, and what goes wrong.
 
-The worker asks only this object; scenarios (`emulator.scenarios`) build plans. The default plan is
-the happy path: start at once, every request done at the start instant, no faults.
+The worker asks only this object; scenarios (`emulator.scenario.model`) build plans. The default
+plan is the happy path: start at once, every request done at the start instant, no faults.
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""The scenario language: its schema, the scenario model, the registry of scopes, and plans."""
