@@ -17,9 +17,11 @@ from typing import Any
 import httpx
 
 from emulator import __version__
-from emulator.batches import Batches
+from emulator.batch.files import Files
+from emulator.batch.service import Batches
+from emulator.batch.sources import SourceConfig
+from emulator.batch.worker import Worker
 from emulator.clock import Clock
-from emulator.files import Files
 from emulator.gate import GateState
 from emulator.ids import Ids
 from emulator.inference.catalogue import load_catalogue
@@ -31,10 +33,8 @@ from emulator.scenario.plan import HAPPY_PATH, Plan
 from emulator.scenario.registry import Scenarios
 from emulator.settings import Settings
 from emulator.signing import Signer
-from emulator.sources import SourceConfig
 from emulator.store import Store
 from emulator.tenancy import load_tenancy
-from emulator.worker import Worker
 
 log = logging.getLogger("emulator")
 

@@ -40,8 +40,8 @@ from conftest import (
 )
 from s3_fixtures import s3_client
 
-import emulator.worker
-from emulator.batches import MAX_BASE64_BYTES
+import emulator.batch.worker
+from emulator.batch.service import MAX_BASE64_BYTES
 from emulator.records import BatchRecord, RequestRecord
 from emulator.scenario.plan import Plan
 from emulator.settings import Settings
@@ -984,7 +984,7 @@ async def test_cancel_between_worker_chunks(emu: Harness, monkeypatch: pytest.Mo
 async def _processing_with_three_done(emu: Harness, monkeypatch: pytest.MonkeyPatch) -> str:
     """An 8-request batch left `processing` with 3 results, by a write that fails mid-pass."""
     await hold(emu)
-    monkeypatch.setattr(emulator.worker, "CHUNK", 3)
+    monkeypatch.setattr(emulator.batch.worker, "CHUNK", 3)
     b = await emu.submit([chat_line(f"r{i}") for i in range(8)])
     store = emu.core.store
     real = store.record_results
@@ -1431,7 +1431,7 @@ async def test_a_partly_processed_batch_resumes_with_each_request_once(
 ) -> None:
     # CHUNK = 4 and a store that fails on the third chunk: the "crash" leaves exactly two
     # committed chunks (8 results) of a processing batch, then the process goes away.
-    monkeypatch.setattr(emulator.worker, "CHUNK", 4)
+    monkeypatch.setattr(emulator.batch.worker, "CHUNK", 4)
     db = str(tmp_path / "x.db")
     emu = await make_emu(db=db)
     await hold(emu)
@@ -1476,7 +1476,7 @@ async def test_the_same_run_before_and_after_a_restart_gives_identical_results(
     reference = await make_emu()
     expected, expected_results = await run(reference, lines)
 
-    monkeypatch.setattr(emulator.worker, "CHUNK", 2)
+    monkeypatch.setattr(emulator.batch.worker, "CHUNK", 2)
     db = str(tmp_path / "y.db")
     emu = await make_emu(db=db)
     await hold(emu)

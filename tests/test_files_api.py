@@ -14,7 +14,7 @@ import httpx
 import pytest
 from conftest import Harness, assert_error, chat_line, jsonl, key
 
-from emulator.files import CHUNK_BYTES
+from emulator.batch.files import CHUNK_BYTES
 
 ISO_MS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 START_ISO = "2026-01-01T00:00:00.000Z"

@@ -1,4 +1,4 @@
-"""Reading batch inputs from http(s)://, s3:// and scaidrive:// URLs (emulator.sources).
+"""Reading batch inputs from http(s)://, s3:// and scaidrive:// URLs (emulator.batch.sources).
 
 S3 runs against a real moto server on loopback; pre-signed URLs it signs are fetched over real
 HTTP. Failure modes that loopback cannot produce on demand (403s, timeouts, a connection dropped
@@ -18,8 +18,8 @@ import httpx
 import pytest
 from s3_fixtures import s3_client
 
+from emulator.batch.sources import SourceConfig, iter_source, scheme_of
 from emulator.errors import ValidationError
-from emulator.sources import SourceConfig, iter_source, scheme_of
 
 BUCKET = "batch-inputs"
 KEY = "jobs/2024/input.jsonl"

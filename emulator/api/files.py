@@ -11,8 +11,8 @@ from starlette.responses import Response, StreamingResponse
 
 from emulator import wire
 from emulator.api.http import JSON, caller, core_of
+from emulator.batch.files import CHUNK_BYTES, PURPOSES
 from emulator.errors import ValidationError
-from emulator.files import CHUNK_BYTES, PURPOSES
 
 
 async def _read(upload: UploadFile) -> AsyncIterator[bytes]:

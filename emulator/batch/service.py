@@ -1,4 +1,4 @@
-"""Batches: submit, list, status, cancel and results. Processing itself is `emulator.worker`'s."""
+"""Batches: submit, list, status, cancel and results. Processing itself is the worker's."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from emulator import wire
+from emulator.batch.sources import iter_source, scheme_of
 from emulator.errors import BatchNotCancellable, BatchNotFound, QuotaExceeded, ValidationError
 from emulator.inference.catalogue import WINDOWS
 from emulator.records import BatchRecord, FileRecord
-from emulator.sources import iter_source, scheme_of
 from emulator.status import BatchStatus, is_final
 
 if TYPE_CHECKING:

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from emulator.batch.parsing import ParsedInput, parse_input
+from emulator.batch.pricing import discounted, live_cost
 from emulator.errors import (
     BatchNotCancellable,
     BatchNotFound,
@@ -25,8 +27,6 @@ from emulator.errors import (
     InternalError,
     error_for_code,
 )
-from emulator.parsing import ParsedInput, parse_input
-from emulator.pricing import discounted, live_cost
 from emulator.records import BatchRecord, RequestRecord, ResultRecord
 from emulator.scenario.plan import Plan
 from emulator.status import BatchStatus, check_move, is_final
@@ -34,7 +34,7 @@ from emulator.status import BatchStatus, check_move, is_final
 if TYPE_CHECKING:
     from emulator.core import Emulator
 
-log = logging.getLogger("emulator.worker")
+log = logging.getLogger("emulator.batch.worker")
 
 CHUNK = 500
 IMAGES_ROUTE = "/v1/inference/images/generate"
