@@ -39,9 +39,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks import bare_app  # noqa: E402
 from benchmarks.common import API_KEY, ROOT, machine, table, write_results  # noqa: E402
 from benchmarks.live_chat import BODY, PATH  # noqa: E402
+from emulator.api.app import create_app  # noqa: E402
 from emulator.api.http import RequestContext, on_emulator_error, on_http_exception  # noqa: E402
 from emulator.api.routes import ROUTES  # noqa: E402
-from emulator.app import create_app  # noqa: E402
 from emulator.core import Emulator  # noqa: E402
 from emulator.errors import EmulatorError  # noqa: E402
 from emulator.settings import Settings  # noqa: E402

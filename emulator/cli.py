@@ -90,7 +90,7 @@ def is_loopback(host: str) -> bool:
 def serve(settings: Settings) -> int:
     import uvicorn
 
-    from emulator.app import create_app
+    from emulator.api.app import create_app
     from emulator.core import Emulator
 
     logging.basicConfig(

@@ -1,6 +1,6 @@
 """The emulator core: wires settings, clock, store, engine and the batch worker together.
 
-The HTTP app (`emulator.app`) holds one core; the pytest fixture builds one directly and starts
+The HTTP app (`emulator.api.app`) holds one core; the pytest fixture builds one directly and starts
 it itself, since httpx's ASGI transport runs no lifespan.
 """
 
@@ -17,12 +17,12 @@ from typing import Any
 import httpx
 
 from emulator import __version__
+from emulator.api.gate import GateState
 from emulator.batch.files import Files
 from emulator.batch.service import Batches
 from emulator.batch.sources import SourceConfig
 from emulator.batch.worker import Worker
 from emulator.clock import Clock
-from emulator.gate import GateState
 from emulator.ids import Ids
 from emulator.inference.catalogue import load_catalogue
 from emulator.inference.engine import Engine

@@ -33,7 +33,7 @@ class EmulatorServer:
     def __init__(self, settings: Settings) -> None:
         import uvicorn
 
-        from emulator.app import create_app
+        from emulator.api.app import create_app
         from emulator.core import Emulator
 
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -14,7 +14,7 @@ import orjson
 import pytest
 from s3_fixtures import aws_creds, moto_server, no_aws_env  # noqa: F401  (shared fixtures)
 
-from emulator.app import create_app
+from emulator.api.app import create_app
 from emulator.core import Emulator
 from emulator.settings import Settings
 

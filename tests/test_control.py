@@ -422,7 +422,7 @@ async def test_openapi_is_structurally_valid_3_1(emu: Harness) -> None:
 
 
 async def test_every_route_has_a_written_summary(emu: Harness) -> None:
-    from emulator.openapi import SUMMARIES
+    from emulator.api.openapi import SUMMARIES
 
     doc = (await emu.client.get("/openapi.json")).json()
     for path, ops in doc["paths"].items():

@@ -13,9 +13,9 @@ from starlette.responses import Response
 
 from emulator import control, wire
 from emulator.api.http import JSON, core_of, json_body
+from emulator.api.openapi import openapi_document
 from emulator.clock import parse_instant
 from emulator.errors import AdminTokenRequired, ValidationError
-from emulator.openapi import openapi_document
 
 
 def admin(request: Request) -> None:

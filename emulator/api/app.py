@@ -9,11 +9,11 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 
+from emulator.api.gate import ScenarioGate
 from emulator.api.http import RequestContext, on_emulator_error, on_http_exception
 from emulator.api.routes import ROUTES
 from emulator.core import Emulator
 from emulator.errors import EmulatorError
-from emulator.gate import ScenarioGate
 from emulator.settings import Settings
 
 
