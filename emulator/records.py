@@ -79,3 +79,21 @@ class ResultRecord:
     output_tokens: int = 0
     cost_live: Decimal = Decimal(0)
     cost_amount: Decimal = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class Model:
+    """One model of the catalogue (`emulator.inference.catalogue` loads and checks them)."""
+
+    slug: str
+    display_name: str
+    modality: str
+    context_window: int
+    input_price_per_mtok: Decimal
+    output_price_per_mtok: Decimal
+    batch_discount: dict[str, Decimal]
+    status: str = "active"
+    max_output_tokens: int | None = None
+    dimensions: int | None = None
+    price_per_image: Decimal | None = None
+    extra: dict[str, Any] = field(default_factory=dict)

@@ -16,8 +16,7 @@ import orjson
 
 from emulator.clock import iso, iso_or_none
 from emulator.errors import EmulatorError, ValidationError
-from emulator.inference.catalogue import Model
-from emulator.records import BatchRecord, FileRecord
+from emulator.records import BatchRecord, FileRecord, Model
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100

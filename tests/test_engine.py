@@ -14,11 +14,11 @@ import orjson
 import pytest
 from jsonschema import Draft202012Validator
 
+from emulator.endpoints import CHAT, EMBED, GENERATE, IMAGES
 from emulator.errors import ModelNotFound, RouteNotFound, ValidationError
 from emulator.inference.catalogue import Catalogue, load_catalogue
-from emulator.inference.engine import ROUTES, Engine, canonical, estimate_tokens, png_for
+from emulator.inference.engine import Engine, canonical, estimate_tokens, png_for
 
-CHAT, GENERATE, EMBED, IMAGES = ROUTES
 GPT = "openai/gpt-4o"
 SMALL = "openai/text-embedding-3-small"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

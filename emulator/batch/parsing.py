@@ -12,11 +12,10 @@ from typing import Any
 
 import orjson
 
-from emulator.inference.engine import ROUTES
+from emulator.endpoints import BATCHABLE
 from emulator.records import RequestRecord
 
 MAX_PROBLEMS = 100
-BATCHABLE_ROUTES = frozenset(ROUTES)
 
 
 @dataclass
@@ -84,8 +83,8 @@ def _check_line(
     if line.get("method") != "POST":
         return f"method must be POST, got {line.get('method')!r}"
     url = line.get("url")
-    if url not in BATCHABLE_ROUTES:
-        return f"url {url!r} is not a batchable route ({', '.join(sorted(BATCHABLE_ROUTES))})"
+    if url not in BATCHABLE:
+        return f"url {url!r} is not a batchable route ({', '.join(sorted(BATCHABLE))})"
     if not isinstance(line.get("body"), dict):
         return "body must be a JSON object"
     requests.append(RequestRecord(len(requests), number, custom_id, url, line["body"]))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from emulator.inference.catalogue import Model
+from emulator.records import Model
 
 _MTOK = Decimal(1_000_000)
 _ONE = Decimal(1)

@@ -13,16 +13,13 @@ from urllib.parse import urlsplit
 from emulator import wire
 from emulator.batch.sources import iter_source, scheme_of
 from emulator.errors import BatchNotCancellable, BatchNotFound, QuotaExceeded, ValidationError
-from emulator.inference.catalogue import WINDOWS
 from emulator.records import BatchRecord, FileRecord
 from emulator.status import BatchStatus, is_final
+from emulator.windows import DEFAULT_WINDOW, WINDOWS
 
 if TYPE_CHECKING:
     from emulator.core import Emulator
 
-WINDOW_SECONDS = {"24h": 24 * 3600, "4h": 4 * 3600, "1h": 3600}
-#: the discount shown on a batch before any request is priced (the bundled models' defaults)
-WINDOW_DISCOUNT = {"24h": "0.50", "4h": "0.30", "1h": "0.15"}
 MAX_BASE64_BYTES = 10 * 1024 * 1024
 RESULTS_URL_TTL = 3600
 _METADATA_LIMITS = (16, 64, 512)  # keys, key length, value length (as OpenAI's batch metadata)
@@ -46,7 +43,7 @@ def check_submission(body: dict[str, Any]) -> tuple[str, dict[str, str]]:
     for name in ("input_file_url", "input_file_base64"):
         if body.get(name) is not None and not isinstance(body[name], str):
             raise _invalid(name, "must be a string")
-    window = body.get("endpoint_completion_window", "24h")
+    window = body.get("endpoint_completion_window", DEFAULT_WINDOW)
     if window not in WINDOWS:
         raise _invalid("endpoint_completion_window", f"must be one of {', '.join(WINDOWS)}")
     return window, check_metadata(body.get("metadata"))
@@ -152,11 +149,12 @@ class Batches:
             metadata=metadata,
             total_count=input_file.line_count,
             created_at=now,
-            expires_at=now + plan.window_seconds(WINDOW_SECONDS[window]),
+            expires_at=now + plan.window_seconds(WINDOWS[window].seconds),
             scenario=scenario.name,
             # base_url: where the client reached us, for the image links its results carry
             extra={
-                "discount": WINDOW_DISCOUNT[window],
+                # shown until a request is priced: the default discount of the window
+                "discount": str(WINDOWS[window].default_discount),
                 "scenario": scenario.text,
                 "base_url": base_url,
             },

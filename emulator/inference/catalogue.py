@@ -2,44 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
 from emulator.errors import ConfigError, ModelNotFound
+from emulator.records import Model
+from emulator.windows import WINDOWS
 from emulator.yamlfile import read_yaml
 
 BUNDLED_MODELS = Path(__file__).parent / "data" / "models.yaml"
 MODALITIES = ("chat", "embedding", "image", "audio")
 STATUSES = ("active", "deprecated")
-WINDOWS = ("24h", "4h", "1h")
-#: Fraction off the live price per completion window, for windows a model does not set.
-DEFAULT_DISCOUNT = {"24h": "0.50", "4h": "0.30", "1h": "0.15"}
-
-#: route -> the modality a model must have to serve it.
-ROUTE_MODALITY = {
-    "/v1/inference/chat": "chat",
-    "/v1/inference/generate": "chat",
-    "/v1/inference/embed": "embedding",
-    "/v1/inference/images/generate": "image",
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Model:
-    slug: str
-    display_name: str
-    modality: str
-    context_window: int
-    input_price_per_mtok: Decimal
-    output_price_per_mtok: Decimal
-    batch_discount: dict[str, Decimal]
-    status: str = "active"
-    max_output_tokens: int | None = None
-    dimensions: int | None = None
-    price_per_image: Decimal | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Catalogue:
@@ -133,7 +107,7 @@ def _model(path: Path, i: int, raw: dict[str, Any]) -> Model:
     given = raw.get("batch_discount") or {}
     if not isinstance(given, dict) or not set(given) <= set(WINDOWS):
         raise ConfigError(f"{where}: batch_discount may give only {', '.join(WINDOWS)}")
-    discount = {**DEFAULT_DISCOUNT, **given}
+    discount = {w.name: str(w.default_discount) for w in WINDOWS.values()} | given
     extra: dict[str, Any] = {
         k: raw[k]
         for k in ("health_status", "active_backend_count", "total_backend_count", "description")

@@ -12,14 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from emulator.endpoints import CHAT, EMBED, ENDPOINTS, GENERATE, IMAGES
 from emulator.errors import RouteNotFound, ValidationError
-from emulator.inference.catalogue import ROUTE_MODALITY, Catalogue, Model
-
-CHAT = "/v1/inference/chat"
-GENERATE = "/v1/inference/generate"
-EMBED = "/v1/inference/embed"
-IMAGES = "/v1/inference/images/generate"
-ROUTES = (CHAT, GENERATE, EMBED, IMAGES)
+from emulator.inference.catalogue import Catalogue
+from emulator.records import Model
 
 _ROLES = frozenset({"system", "user", "assistant", "tool", "developer"})
 _ROLE_LIST = ", ".join(sorted(_ROLES))  # for the error message, in a stable order
@@ -51,9 +47,10 @@ def check_request(route: str, body: Any, catalogue: Catalogue) -> Model:
         model = _plain_chat_model(body, catalogue)
         if model is not None:
             return model
-    need = ROUTE_MODALITY.get(route)
-    if need is None:
+    endpoint = ENDPOINTS.get(route)
+    if endpoint is None:
         raise RouteNotFound(f"No inference route {route}.")
+    need = endpoint.modality
     if not isinstance(body, dict):
         raise _invalid("body", "The request body must be a JSON object.")
     slug = body.get("model")

@@ -45,14 +45,16 @@ from typing import Any
 
 import orjson
 
+from emulator.endpoints import CHAT, EMBED, ENDPOINTS, GENERATE, IMAGES
 from emulator.errors import RouteNotFound
-from emulator.inference.catalogue import ROUTE_MODALITY, Catalogue, Model
-from emulator.inference.checks import CHAT, EMBED, GENERATE, IMAGES, ROUTES, check_request
+from emulator.inference.catalogue import Catalogue
+from emulator.inference.checks import check_request
 from emulator.inference.embeddings import Embedder, float32_base64
 from emulator.inference.images import png_for
 from emulator.inference.jsonfake import WORDS, fake_value
+from emulator.records import Model
 
-__all__ = ["ROUTES", "Engine", "canonical", "estimate_tokens", "png_for", "prompt_tokens"]
+__all__ = ["Engine", "canonical", "estimate_tokens", "png_for", "prompt_tokens"]
 
 _IMAGE_PARTS = frozenset({"image_url", "image", "input_image"})
 _IMAGE_PART_TOKENS = 85
@@ -303,7 +305,7 @@ class Engine:
     @staticmethod
     def usage(route: str, response: dict[str, Any]) -> tuple[int, int]:
         """(input tokens, output tokens) of a response object from `infer`."""
-        if route not in ROUTE_MODALITY:
+        if route not in ENDPOINTS:
             raise RouteNotFound(f"No inference route {route}.")
         usage = response.get("usage") or {}
         output = usage.get("completion_tokens", 0) if route in (CHAT, GENERATE) else 0

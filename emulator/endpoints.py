@@ -1,0 +1,36 @@
+"""The inference endpoints: each path, the modality of model it serves, and what it carries.
+
+The live routes, the batch parser's list of batchable URLs, the engine's dispatch and the
+catalogue's modality check all read this one table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    path: str
+    #: the modality a model must have to serve it
+    modality: str
+    #: whether its answers carry expiring links (so an answer cannot be remembered and replayed)
+    links: bool = False
+
+
+CHAT = "/v1/inference/chat"
+GENERATE = "/v1/inference/generate"
+EMBED = "/v1/inference/embed"
+IMAGES = "/v1/inference/images/generate"
+
+ENDPOINTS: dict[str, Endpoint] = {
+    e.path: e
+    for e in (
+        Endpoint(CHAT, "chat"),
+        Endpoint(GENERATE, "chat"),
+        Endpoint(EMBED, "embedding"),
+        Endpoint(IMAGES, "image", links=True),
+    )
+}
+#: every inference endpoint may appear in a batch, mixed freely
+BATCHABLE = frozenset(ENDPOINTS)
