@@ -1,17 +1,15 @@
-"""Control-plane operations: what `/_emulator/...` does, without the HTTP."""
+"""Control-plane operations: what `/_emulator/...` does to the whole emulator, without the HTTP."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from emulator import wire
 from emulator.clock import parse_instant
+from emulator.core import Emulator
 from emulator.errors import EmulatorError, ValidationError
 from emulator.scenario.model import Scenario
 from emulator.tenancy import KEY_PATTERN
-
-if TYPE_CHECKING:
-    from emulator.core import Emulator
 
 
 def _field_error(field: str, message: str) -> ValidationError:
@@ -39,8 +37,39 @@ def tenant_of(core: Emulator, body: dict[str, Any]) -> str | None:
 
 async def reset(core: Emulator, body: dict[str, Any]) -> dict[str, Any]:
     tenant = tenant_of(core, body)
-    await core.reset(tenant)
+    await forget(core, tenant)
     return {"reset": "all" if tenant is None else tenant}
+
+
+async def forget(core: Emulator, tenant_id: str | None = None) -> None:
+    """Forget everything, or one tenant's batches, files, scenario, journal and counts."""
+    async with core.worker.lock:
+        await core.store.reset(tenant_id)
+        core.worker.forget()
+    core.journal.clear(tenant_id)
+    core.scenarios.reset(tenant_id)
+    core.effects.reset(tenant_id)
+    core.live.reset(tenant_id)
+    if tenant_id is None:
+        core.files.reset_sequence()
+        core.batches.reset_sequence()
+        core.ids.reset()
+
+
+def reseed(core: Emulator, seed: int) -> None:
+    """Change the seed behind ids, fake inference and every random choice."""
+    core.settings = core.settings.replace(seed=seed)
+    for seeded in (core.ids, core.signer, core.scenarios, core.live):
+        seeded.reseed(seed)
+
+
+async def settle(core: Emulator) -> None:
+    """Process everything due on the emulator clock now (tests and clock moves use this)."""
+    await core.worker.run_due()
+
+
+def health(core: Emulator) -> dict[str, Any]:
+    return {"status": "healthy" if core.started else "starting", "version": core.version}
 
 
 async def set_clock(core: Emulator, body: dict[str, Any]) -> dict[str, Any]:
@@ -56,7 +85,7 @@ async def set_clock(core: Emulator, body: dict[str, Any]) -> dict[str, Any]:
         except ValueError:
             raise _field_error("start", "must be an ISO-8601 instant") from None
     core.clock.configure(mode, float(scale) if scale is not None else None, instant)
-    await core.settle()
+    await settle(core)
     return core.clock.to_dict()
 
 
@@ -70,7 +99,7 @@ async def advance_clock(core: Emulator, body: dict[str, Any]) -> dict[str, Any]:
             raise _field_error(name, "must be a number")
         seconds += unit * value
     core.clock.advance(seconds)
-    await core.settle()
+    await settle(core)
     return core.clock.to_dict()
 
 
@@ -78,7 +107,7 @@ def set_seed(core: Emulator, body: dict[str, Any]) -> dict[str, Any]:
     seed = body.get("seed")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise _field_error("seed", "must be an integer")
-    core.reseed(seed)
+    reseed(core, seed)
     return {"seed": seed}
 
 

@@ -14,8 +14,11 @@ class Endpoint:
     path: str
     #: the modality a model must have to serve it
     modality: str
-    #: whether its answers carry expiring links (so an answer cannot be remembered and replayed)
+    summary: str
+    #: whether its answers carry expiring links, which point where the client reached us
     links: bool = False
+    #: whether a live answer may be remembered: a pure function of the body but for `created`
+    memo: bool = False
 
 
 CHAT = "/v1/inference/chat"
@@ -26,10 +29,10 @@ IMAGES = "/v1/inference/images/generate"
 ENDPOINTS: dict[str, Endpoint] = {
     e.path: e
     for e in (
-        Endpoint(CHAT, "chat"),
-        Endpoint(GENERATE, "chat"),
-        Endpoint(EMBED, "embedding"),
-        Endpoint(IMAGES, "image", links=True),
+        Endpoint(CHAT, "chat", "Chat completion (stream: true for SSE)", memo=True),
+        Endpoint(GENERATE, "chat", "Text completion", memo=True),
+        Endpoint(EMBED, "embedding", "Embeddings"),
+        Endpoint(IMAGES, "image", "Image generation", links=True),
     )
 }
 #: every inference endpoint may appear in a batch, mixed freely

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from emulator.status import STAMPS, BatchStatus, check_move
+
 
 @dataclass(slots=True)
 class FileRecord:
@@ -50,9 +52,15 @@ class BatchRecord:
     scenario: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def done_count(self) -> int:
-        return self.completed_count + self.failed_count
+    def move(self, to: BatchStatus, at: float, **changes: Any) -> tuple[str, ...]:
+        """Enter status `to` at instant `at` (if the status table allows it), with any other
+        field `changes` that go with it; the names of every field changed, for the store."""
+        self.status = check_move(self.status, to)
+        stamp = STAMPS[to]
+        setattr(self, stamp, at)
+        for name, value in changes.items():
+            setattr(self, name, value)
+        return ("status", stamp, *changes)
 
 
 @dataclass(slots=True)

@@ -15,10 +15,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from emulator.clock import MODES, parse_instant
 from emulator.errors import ConfigError
 
 ENV_PREFIX = "SCAIGRID_EMULATOR_"
 DEFAULT_DB = "scaigrid-emulator.db"
+#: the bundled scenario in force when none is named
+DEFAULT_SCENARIO = "happy-path"
 
 
 def _path(value: str) -> Path:
@@ -26,15 +29,9 @@ def _path(value: str) -> Path:
 
 
 def _clock_mode(value: str) -> str:
-    if value not in ("real", "scaled", "frozen"):
-        raise ValueError("must be real, scaled or frozen")
+    if value not in MODES:
+        raise ValueError(f"must be {', '.join(MODES[:-1])} or {MODES[-1]}")
     return value
-
-
-def _instant(value: str) -> datetime:
-    from emulator.clock import parse_instant
-
-    return parse_instant(value)
 
 
 def _positive_int(value: str) -> int:
@@ -64,6 +61,77 @@ def _positive_float(value: str) -> float:
     return out
 
 
+def _setting(
+    default: Any, parse: Callable[[str], Any], help: str, metavar: str | None = None
+) -> Any:
+    """A field of `Settings` that is also a row of the settings table."""
+    return dataclasses.field(
+        default=default, metadata={"parse": parse, "help": help, "metavar": metavar}
+    )
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The emulator's settings, declared once: each field is a row of the settings table
+    (`SETTINGS`), from which the CLI flags, `--help` and the README's table are made."""
+
+    host: str = _setting("127.0.0.1", str, "interface to bind")
+    port: int = _setting(8080, _port, "port to bind (0 picks a free one)")
+    db: str = _setting(DEFAULT_DB, str, "SQLite database file, or :memory:", "PATH")
+    seed: int = _setting(0, int, "seed for ids, fake inference and every random choice")
+    scenario: str = _setting(
+        DEFAULT_SCENARIO, str, "global scenario: a bundled name or a YAML file", "NAME|FILE"
+    )
+    clock: str = _setting("real", _clock_mode, f"emulator clock: {', '.join(MODES)}", "MODE")
+    clock_scale: float = _setting(
+        1.0, _positive_float, "emulator seconds per real second (scaled clock)", "N"
+    )
+    clock_start: datetime | None = _setting(
+        None, parse_instant, "instant the clock starts at (ISO-8601)", "INSTANT"
+    )
+    models: Path | None = _setting(
+        None, _path, "model catalogue YAML replacing the bundled one", "FILE"
+    )
+    tenants: Path | None = _setting(
+        None, _path, "tenants/keys/roles YAML: switches to configured tenancy", "FILE"
+    )
+    admin_token: str | None = _setting(
+        None, str, "token the control plane (/_emulator) requires", "TOKEN"
+    )
+    public_url: str | None = _setting(
+        None, str, "base URL of links minted outside a request", "URL"
+    )
+    scaidrive_root: Path | None = _setting(
+        None, _path, "local folder that scaidrive:// URLs map to", "DIR"
+    )
+    s3_endpoint_url: str | None = _setting(
+        None, str, "S3 endpoint for s3:// input (e.g. a local MinIO)", "URL"
+    )
+    max_requests_per_batch: int = _setting(
+        50_000, _positive_int, "QUOTA_EXCEEDED above this many lines"
+    )
+    max_input_bytes: int = _setting(
+        500 * 1024 * 1024, _positive_int, "QUOTA_EXCEEDED above this size"
+    )
+    max_active_batches: int = _setting(
+        10, _positive_int, "pending/processing batches allowed a tenant"
+    )
+    log_level: str = _setting("info", _log_level, "log level: debug, info, warning, error", "LEVEL")
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def base_url(self) -> str:
+        """The URL clients reach the emulator at, used where no request tells it."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        if ":" in host:  # an IPv6 literal is bracketed in a URL
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+
 @dataclass(frozen=True)
 class Setting:
     """One row of the settings table."""
@@ -83,73 +151,9 @@ class Setting:
         return ENV_PREFIX + self.name.upper()
 
 
-SETTINGS: tuple[Setting, ...] = (
-    Setting("host", "127.0.0.1", str, "interface to bind"),
-    Setting("port", 8080, _port, "port to bind (0 picks a free one)"),
-    Setting("db", DEFAULT_DB, str, "SQLite database file, or :memory:", "PATH"),
-    Setting("seed", 0, int, "seed for ids, fake inference and every random choice"),
-    Setting(
-        "scenario", "happy-path", str, "global scenario: a bundled name or a YAML file", "NAME|FILE"
-    ),
-    Setting("clock", "real", _clock_mode, "emulator clock: real, scaled or frozen", "MODE"),
-    Setting(
-        "clock_scale", 1.0, _positive_float, "emulator seconds per real second (scaled clock)", "N"
-    ),
-    Setting("clock_start", None, _instant, "instant the clock starts at (ISO-8601)", "INSTANT"),
-    Setting("models", None, _path, "model catalogue YAML replacing the bundled one", "FILE"),
-    Setting(
-        "tenants", None, _path, "tenants/keys/roles YAML: switches to configured tenancy", "FILE"
-    ),
-    Setting("admin_token", None, str, "token the control plane (/_emulator) requires", "TOKEN"),
-    Setting("public_url", None, str, "base URL of links minted outside a request", "URL"),
-    Setting("scaidrive_root", None, _path, "local folder that scaidrive:// URLs map to", "DIR"),
-    Setting(
-        "s3_endpoint_url", None, str, "S3 endpoint for s3:// input (e.g. a local MinIO)", "URL"
-    ),
-    Setting(
-        "max_requests_per_batch", 50_000, _positive_int, "QUOTA_EXCEEDED above this many lines"
-    ),
-    Setting("max_input_bytes", 500 * 1024 * 1024, _positive_int, "QUOTA_EXCEEDED above this size"),
-    Setting("max_active_batches", 10, _positive_int, "pending/processing batches allowed a tenant"),
-    Setting("log_level", "info", _log_level, "log level: debug, info, warning, error", "LEVEL"),
+SETTINGS: tuple[Setting, ...] = tuple(
+    Setting(f.name, f.default, **f.metadata) for f in dataclasses.fields(Settings)
 )
-
-
-@dataclass(frozen=True)
-class Settings:
-    """The emulator's settings; field names are the rows of `SETTINGS`."""
-
-    host: str = "127.0.0.1"
-    port: int = 8080
-    db: str = DEFAULT_DB
-    seed: int = 0
-    scenario: str = "happy-path"
-    clock: str = "real"
-    clock_scale: float = 1.0
-    clock_start: datetime | None = None
-    models: Path | None = None
-    tenants: Path | None = None
-    admin_token: str | None = None
-    public_url: str | None = None
-    scaidrive_root: Path | None = None
-    s3_endpoint_url: str | None = None
-    max_requests_per_batch: int = 50_000
-    max_input_bytes: int = 500 * 1024 * 1024
-    max_active_batches: int = 10
-    log_level: str = "info"
-
-    def replace(self, **changes: Any) -> Settings:
-        return dataclasses.replace(self, **changes)
-
-    @property
-    def base_url(self) -> str:
-        """The URL clients reach the emulator at, used where no request tells it."""
-        if self.public_url:
-            return self.public_url.rstrip("/")
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
-        if ":" in host:  # an IPv6 literal is bracketed in a URL
-            host = f"[{host}]"
-        return f"http://{host}:{self.port}"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -9,12 +9,18 @@ from __future__ import annotations
 import hashlib
 import hmac
 
+from emulator import seeded
 from emulator.errors import ResultsUrlExpired, ResultsUrlInvalid
 
 
 class Signer:
-    def __init__(self, secret: bytes) -> None:
-        self._secret = secret
+    """Signs with a secret derived from the seed, so seeded runs mint the same links."""
+
+    def __init__(self, seed: int) -> None:
+        self.reseed(seed)
+
+    def reseed(self, seed: int) -> None:
+        self._secret = seeded.digest("scaigrid-emulator", "signing", seed)
 
     def signature(self, path: str, expires: int) -> str:
         return hmac.new(self._secret, f"{path}\n{expires}".encode(), hashlib.sha256).hexdigest()

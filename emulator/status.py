@@ -32,6 +32,14 @@ TRANSITIONS: dict[BatchStatus, frozenset[BatchStatus]] = {
     BatchStatus.CANCELLED: frozenset(),
 }
 
+#: the timestamp field a batch sets when it enters each status
+STAMPS: dict[BatchStatus, str] = {
+    BatchStatus.PROCESSING: "started_at",
+    BatchStatus.COMPLETED: "completed_at",
+    BatchStatus.FAILED: "failed_at",
+    BatchStatus.CANCELLED: "cancelled_at",
+}
+
 ACTIVE = frozenset({BatchStatus.PENDING, BatchStatus.PROCESSING})
 FINAL = frozenset(s for s, nexts in TRANSITIONS.items() if not nexts)
 

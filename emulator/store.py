@@ -7,6 +7,7 @@ a thread hop per row would cost ~100 µs each (50,000 rows = 5 s).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 from decimal import Decimal
@@ -15,7 +16,9 @@ from typing import Any
 import aiosqlite
 import orjson
 
+from emulator.errors import ConfigError
 from emulator.records import BatchRecord, FileRecord, RequestRecord, ResultRecord
+from emulator.status import ACTIVE
 
 SCHEMA_VERSION = 1
 
@@ -62,7 +65,6 @@ _BATCH_COLUMNS = (
     "cost_live", "cost_amount", "scenario", "extra",
 )  # fmt: skip
 _BATCH_SELECT = "SELECT " + ", ".join(_BATCH_COLUMNS) + " FROM batches"
-_MUTABLE = tuple(c for c in _BATCH_COLUMNS if c not in ("seq", "id", "tenant_id"))
 _COUNTERS = (
     "completed_count", "failed_count", "input_tokens", "output_tokens", "cost_live", "cost_amount",
 )  # fmt: skip
@@ -70,6 +72,8 @@ _FILE_COLUMNS = "seq, id, tenant_id, filename, purpose, bytes, line_count, sha25
 _JSON_FIELDS = ("metadata", "error", "extra")
 _DECIMAL_FIELDS = ("cost_live", "cost_amount")
 _PAGE = 2000
+_ACTIVE = tuple(sorted(ACTIVE))
+_IN_ACTIVE = f"status IN ({', '.join('?' * len(_ACTIVE))})"
 
 
 class StoreClosed(RuntimeError):
@@ -82,13 +86,11 @@ class Store:
     def __init__(self, path: str) -> None:
         self.path = path
         self._db: aiosqlite.Connection | None = None
-        self._lock: Any = None
+        self._lock = asyncio.Lock()  # made again in open(), inside the loop that uses it
 
     # --- lifecycle -----------------------------------------------------------------------------
 
     async def open(self) -> None:
-        import asyncio
-
         self._lock = asyncio.Lock()
         self._db = await aiosqlite.connect(self.path)
         await self._db.execute("PRAGMA journal_mode=WAL")
@@ -102,6 +104,17 @@ class Store:
             (str(SCHEMA_VERSION),),
         )
         await self._db.commit()
+        await self._check_version()
+
+    async def _check_version(self) -> None:
+        """Refuse a database written by an incompatible version now, not with a failure later."""
+        found = await self.get_meta("schema_version")
+        if found != str(SCHEMA_VERSION):
+            await self.close()
+            raise ConfigError(
+                f"{self.path}: the database has schema version {found}, and this emulator "
+                f"uses version {SCHEMA_VERSION}; give another --db file, or delete this one"
+            )
 
     async def close(self) -> None:
         """Release the connection; calling it twice is harmless."""
@@ -144,10 +157,6 @@ class Store:
     async def get_meta(self, key: str) -> str | None:
         rows = await self._all("SELECT value FROM meta WHERE key = ?", (key,))
         return str(rows[0][0]) if rows else None
-
-    async def set_meta(self, key: str, value: str) -> None:
-        async with self._write() as db:
-            await db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
     # --- files ---------------------------------------------------------------------------------
 
@@ -224,11 +233,10 @@ class Store:
                 tuple(row.values()),
             )
 
-    async def update_batch(self, b: BatchRecord, fields: Sequence[str] = ()) -> None:
-        """Write the named fields of `b` (all of them when none are named)."""
-        names = fields or _MUTABLE
+    async def update_batch(self, b: BatchRecord, changed: Sequence[str]) -> None:
+        """Write the fields of `b` named in `changed` (what `BatchRecord.move` returns)."""
         async with self._write() as db:
-            await self._update(db, b, names)
+            await self._update(db, b, changed)
 
     async def get_batch(self, tenant_id: str, batch_id: str) -> BatchRecord | None:
         rows = await self._all(
@@ -258,16 +266,13 @@ class Store:
 
     async def count_active_batches(self, tenant_id: str) -> int:
         rows = await self._all(
-            "SELECT COUNT(*) FROM batches"
-            " WHERE tenant_id = ? AND status IN ('pending', 'processing')",
-            (tenant_id,),
+            f"SELECT COUNT(*) FROM batches WHERE tenant_id = ? AND {_IN_ACTIVE}",
+            (tenant_id, *_ACTIVE),
         )
         return int(rows[0][0])
 
     async def active_batches(self) -> list[BatchRecord]:
-        rows = await self._all(
-            _BATCH_SELECT + " WHERE status IN ('pending', 'processing') ORDER BY seq"
-        )
+        rows = await self._all(f"{_BATCH_SELECT} WHERE {_IN_ACTIVE} ORDER BY seq", _ACTIVE)
         return [_batch(r) for r in rows]
 
     async def all_batches(self, tenant_id: str | None = None) -> list[BatchRecord]:
@@ -284,8 +289,10 @@ class Store:
 
     # --- requests and results ------------------------------------------------------------------
 
-    async def start_batch(self, b: BatchRecord, requests: Sequence[RequestRecord]) -> None:
-        """Store the parsed requests and write the batch's new status, in one transaction."""
+    async def start_batch(
+        self, b: BatchRecord, requests: Sequence[RequestRecord], changed: Sequence[str] = ()
+    ) -> None:
+        """Store the parsed requests and the batch fields `changed`, in one transaction."""
         async with self._write() as db:
             await db.execute("DELETE FROM requests WHERE batch_seq = ?", (b.seq,))
             await db.executemany(
@@ -296,7 +303,7 @@ class Store:
                     for r in requests
                 ],
             )
-            await self._update(db, b, ("status", "started_at", "total_count"))
+            await self._update(db, b, changed)
 
     async def fetch_requests(self, batch_seq: int, idxs: Sequence[int]) -> list[RequestRecord]:
         """The requests at positions `idxs`, in that order (callers pass at most ~500)."""
@@ -319,14 +326,15 @@ class Store:
         return {r[0] for r in rows}
 
     async def record_results(
-        self, b: BatchRecord, results: Sequence[ResultRecord], fields: Sequence[str] = ()
+        self, b: BatchRecord, results: Sequence[ResultRecord], changed: Sequence[str] = ()
     ) -> None:
-        """Insert a chunk of results and write the batch's counters in the same transaction.
+        """Insert a chunk of results and write the batch's counters (and the fields `changed`)
+        in the same transaction.
 
         `INSERT OR IGNORE` makes a replayed chunk (after a crash between compute and commit)
         harmless: each request has exactly one result.
         """
-        names = (*_COUNTERS, *fields)
+        names = (*_COUNTERS, *changed)
         async with self._write() as db:
             await db.executemany(
                 "INSERT OR IGNORE INTO results (batch_seq, idx, custom_id, ok, payload)"
@@ -336,19 +344,13 @@ class Store:
             await self._update(db, b, names)
 
     async def _update(self, db: aiosqlite.Connection, b: BatchRecord, names: Sequence[str]) -> None:
+        if not names:
+            return
         row = _batch_row(b)
         await db.execute(
             f"UPDATE batches SET {', '.join(f'{n} = ?' for n in names)} WHERE seq = ?",
             (*(row[n] for n in names), b.seq),
         )
-
-    async def result_counts(self, batch_seq: int) -> tuple[int, int]:
-        rows = await self._all(
-            "SELECT COALESCE(SUM(ok), 0), COUNT(*) - COALESCE(SUM(ok), 0) FROM results"
-            " WHERE batch_seq = ?",
-            (batch_seq,),
-        )
-        return int(rows[0][0]), int(rows[0][1])
 
     async def iter_results(self, batch_seq: int) -> AsyncIterator[list[tuple[str, bool, bytes]]]:
         """Pages of (custom_id, ok, payload) in input order."""

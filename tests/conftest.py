@@ -14,6 +14,7 @@ import orjson
 import pytest
 from s3_fixtures import aws_creds, moto_server, no_aws_env  # noqa: F401  (shared fixtures)
 
+from emulator import control
 from emulator.api.app import create_app
 from emulator.core import Emulator
 from emulator.settings import Settings
@@ -106,11 +107,11 @@ class Harness:
         )
 
     async def settle(self) -> None:
-        await self.core.settle()
+        await control.settle(self.core)
 
     async def advance(self, seconds: float) -> None:
         self.core.clock.advance(seconds)
-        await self.core.settle()
+        await control.settle(self.core)
 
     async def submit(
         self, lines: list[Any], client: httpx.AsyncClient | None = None, **body: Any

@@ -200,7 +200,7 @@ def use_plan(monkeypatch: pytest.MonkeyPatch, emu: Harness, plan: Plan) -> None:
     def plan_for(batch: BatchRecord) -> Plan:
         return plan
 
-    monkeypatch.setattr(emu.core, "plan_for", plan_for)
+    monkeypatch.setattr(emu.core.scenarios, "plan_for", plan_for)
 
 
 # --- submit --------------------------------------------------------------------------------------

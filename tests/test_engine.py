@@ -31,7 +31,18 @@ def catalogue() -> Catalogue:
 
 @pytest.fixture(scope="module")
 def engine(catalogue: Catalogue) -> Engine:
-    return Engine(42, catalogue, image_url=lambda digest: f"http://emulator.test/img/{digest}.png")
+    return Engine(42, catalogue, FixedLinks())
+
+
+class FixedLinks:
+    """Image links without signing: where each image would be served."""
+
+    def __init__(self) -> None:
+        self.served: list[str] = []
+
+    def url(self, digest: str, base_url: str | None = None) -> str:
+        self.served.append(digest)
+        return f"{base_url or 'http://emulator.test'}/{digest}.png"
 
 
 def chat_body(**extra: Any) -> dict[str, Any]:
@@ -798,14 +809,10 @@ def test_png_is_structurally_valid() -> None:
 
 
 def test_images_url_and_b64(catalogue: Catalogue) -> None:
-    served: list[str] = []
-
-    def image_url(digest: str) -> str:
-        served.append(digest)
-        return f"http://emulator.test/{digest}.png"
-
+    links = FixedLinks()
+    served = links.served
     body = {"model": "openai/dall-e-2", "prompt": "a red fox", "n": 2, "response_format": "url"}
-    with_urls = Engine(3, catalogue, image_url=image_url).images(body, created=77)
+    with_urls = Engine(3, catalogue, links).images(body, created=77)
     assert with_urls["created"] == 77 and with_urls["model"] == "openai/dall-e-2"
     assert [d["url"] for d in with_urls["data"]] == [
         f"http://emulator.test/{d}.png" for d in served
@@ -813,7 +820,7 @@ def test_images_url_and_b64(catalogue: Catalogue) -> None:
     assert len(set(served)) == 2
     assert "revised_prompt" not in with_urls["data"][0]
     assert with_urls["usage"] == {"prompt_tokens": estimate_tokens("a red fox"), "images": 2}
-    # Without an image_url callback, "url" falls back to b64_json of the same image.
+    # Without links, "url" falls back to b64_json of the same image.
     fallback = Engine(3, catalogue).images(body, created=77)
     decoded = [base64.b64decode(d["b64_json"]) for d in fallback["data"]]
     assert decoded == [png_for(d) for d in served]

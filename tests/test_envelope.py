@@ -153,7 +153,7 @@ async def test_unexpected_exception_is_internal_error_in_the_envelope(
     def explode(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("secret-detail-42")
 
-    monkeypatch.setattr(emu.core, "infer", explode)
+    monkeypatch.setattr(emu.core.live, "infer", explode)
     with caplog.at_level(logging.ERROR, logger="emulator"):
         resp = await emu.client.post(CHAT, json=CHAT_BODY)
     body = error_envelope(resp, 500, "INTERNAL_ERROR")

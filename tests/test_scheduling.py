@@ -292,7 +292,8 @@ async def test_a_scenario_seed_pins_its_draws_whatever_the_emulator_seed(
 
 @pytest.mark.parametrize("distribution", sorted(DISTRIBUTIONS))
 def test_latency_samples_are_non_negative_and_centred(distribution: str) -> None:
-    from emulator.scenario.model import parse_scenario, unit
+    from emulator.scenario.model import parse_scenario
+    from emulator.seeded import unit
 
     scenario = parse_scenario(processing(DISTRIBUTIONS[distribution]), "t.yaml")
     assert scenario.latency is not None

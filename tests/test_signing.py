@@ -7,7 +7,7 @@ import pytest
 from emulator.errors import ResultsUrlExpired, ResultsUrlInvalid
 from emulator.signing import Signer
 
-SIGNER = Signer(b"secret")
+SIGNER = Signer(1)
 PATH = "/v1/inference/batch/b/results"
 
 

@@ -35,7 +35,7 @@ async def _body(request: Request) -> dict[str, object]:
 
 
 async def health(request: Request) -> Response:
-    return JSON(wire.ok(core_of(request).health()))
+    return JSON(wire.ok(control.health(core_of(request))))
 
 
 async def reset(request: Request) -> Response:
@@ -140,4 +140,4 @@ async def state(request: Request) -> Response:
 
 
 async def openapi(request: Request) -> Response:
-    return JSON(openapi_document(core_of(request).version))
+    return JSON(openapi_document(core_of(request).version, request.app.routes))

@@ -10,10 +10,8 @@ from starlette.responses import Response, StreamingResponse
 
 from emulator import wire
 from emulator.api.http import JSON, caller, core_of, parse_object, read_body
-from emulator.inference.engine import png_for
-
-CHAT = "/v1/inference/chat"
-IMAGES = "/v1/inference/images/generate"
+from emulator.endpoints import CHAT, EMBED, ENDPOINTS, GENERATE, IMAGES
+from emulator.inference.images import png_for
 
 
 async def _infer(request: Request, route: str) -> Response:
@@ -22,10 +20,10 @@ async def _infer(request: Request, route: str) -> Response:
     raw = await read_body(request)
     body = parse_object(raw)
     if route == CHAT and body.get("stream") is True:
-        chunks = core.infer_stream(body, principal.tenant_id)
+        chunks = core.live.stream(body, principal.tenant_id)
         return StreamingResponse(_sse(chunks), media_type="text/event-stream")
-    base = str(request.base_url) if route == IMAGES else None  # only images carry links
-    return JSON(wire.ok(core.infer(route, body, principal.tenant_id, base, raw)))
+    base = str(request.base_url) if ENDPOINTS[route].links else None
+    return JSON(wire.ok(core.live.infer(route, body, principal.tenant_id, base, raw)))
 
 
 async def chat(request: Request) -> Response:
@@ -41,11 +39,11 @@ async def _sse(chunks: list[dict[str, object]]) -> AsyncIterator[bytes]:
 
 
 async def generate(request: Request) -> Response:
-    return await _infer(request, "/v1/inference/generate")
+    return await _infer(request, GENERATE)
 
 
 async def embed(request: Request) -> Response:
-    return await _infer(request, "/v1/inference/embed")
+    return await _infer(request, EMBED)
 
 
 async def images_generate(request: Request) -> Response:
@@ -63,3 +61,7 @@ async def image_content(request: Request) -> Response:
         core.clock.now(),
     )
     return Response(png_for(digest), media_type="image/png")
+
+
+#: the handler of each inference endpoint
+HANDLERS = {CHAT: chat, GENERATE: generate, EMBED: embed, IMAGES: images_generate}

@@ -1,52 +1,61 @@
-"""The route table: every endpoint the emulator serves, in one list."""
+"""The route table: every endpoint the emulator serves, in one list, each with the summary its
+OpenAPI operation shows."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 from starlette.routing import Route
 
 from emulator.api import batches, control, files, inference, models
+from emulator.endpoints import ENDPOINTS
 
+
+class Op(Route):
+    """A route for one method, with its one-line summary."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], method: str, summary: str) -> None:
+        super().__init__(path, endpoint, methods=[method])
+        self.summary = summary
+
+
+# fmt: off
 ROUTES: list[Route] = [
     # live inference first: the router tries routes in order, and these are the hot path
-    Route("/v1/inference/chat", inference.chat, methods=["POST"]),
-    Route("/v1/inference/generate", inference.generate, methods=["POST"]),
-    Route("/v1/inference/embed", inference.embed, methods=["POST"]),
-    Route("/v1/inference/images/generate", inference.images_generate, methods=["POST"]),
-    Route("/v1/inference/images/{digest:str}.png", inference.image_content, methods=["GET"]),
+    *(Op(e.path, inference.HANDLERS[e.path], "POST", e.summary) for e in ENDPOINTS.values()),
+    Op("/v1/inference/images/{digest:str}.png", inference.image_content, "GET", "Pre-signed image content (no auth)"),
     # models
-    Route("/v1/models", models.list_models, methods=["GET"]),
-    Route("/v1/models/{slug:path}", models.get_model, methods=["GET"]),
+    Op("/v1/models", models.list_models, "GET", "List models (filters modality, status; limit, cursor)"),
+    Op("/v1/models/{slug:path}", models.get_model, "GET", "Get a model by URL-encoded slug"),
     # batches
-    Route("/v1/inference/batch", batches.create_batch, methods=["POST"]),
-    Route("/v1/inference/batch", batches.list_batches, methods=["GET"]),
-    Route("/v1/inference/batch/{batch_id}", batches.get_batch, methods=["GET"]),
-    Route("/v1/inference/batch/{batch_id}/cancel", batches.cancel_batch, methods=["POST"]),
-    Route("/v1/inference/batch/{batch_id}/results", batches.get_results, methods=["GET"]),
+    Op("/v1/inference/batch", batches.create_batch, "POST", "Submit a batch"),
+    Op("/v1/inference/batch", batches.list_batches, "GET", "List batches, newest first (filter status)"),
+    Op("/v1/inference/batch/{batch_id}", batches.get_batch, "GET", "Batch status"),
+    Op("/v1/inference/batch/{batch_id}/cancel", batches.cancel_batch, "POST", "Cancel a batch"),
+    Op("/v1/inference/batch/{batch_id}/results", batches.get_results, "GET", "Pre-signed results, JSONL (no auth)"),
     # files
-    Route("/v1/files", files.create_file, methods=["POST"]),
-    Route("/v1/files", files.list_files, methods=["GET"]),
-    Route("/v1/files/{file_id}", files.get_file, methods=["GET"]),
-    Route("/v1/files/{file_id}", files.delete_file, methods=["DELETE"]),
-    Route("/v1/files/{file_id}/content", files.get_file_content, methods=["GET"]),
+    Op("/v1/files", files.create_file, "POST", "Upload a file (multipart, field file)"),
+    Op("/v1/files", files.list_files, "GET", "List files"),
+    Op("/v1/files/{file_id}", files.get_file, "GET", "Get a file"),
+    Op("/v1/files/{file_id}", files.delete_file, "DELETE", "Delete a file"),
+    Op("/v1/files/{file_id}/content", files.get_file_content, "GET", "Download a file's content"),
     # control plane
-    Route("/_emulator/health", control.health, methods=["GET"]),
-    Route("/_emulator/reset", control.reset, methods=["POST"]),
-    Route("/_emulator/clock", control.get_clock, methods=["GET"]),
-    Route("/_emulator/clock", control.set_clock, methods=["PUT"]),
-    Route("/_emulator/clock/advance", control.advance_clock, methods=["POST"]),
-    Route("/_emulator/seed", control.get_seed, methods=["GET"]),
-    Route("/_emulator/seed", control.set_seed, methods=["PUT"]),
-    Route("/_emulator/scenarios", control.list_scenarios, methods=["GET"]),
-    Route("/_emulator/scenario", control.get_scenario, methods=["GET"]),
-    Route("/_emulator/scenario", control.set_scenario, methods=["PUT"]),
-    Route("/_emulator/tenants/{tenant_id}/scenario", control.get_tenant_scenario, methods=["GET"]),
-    Route("/_emulator/tenants/{tenant_id}/scenario", control.set_tenant_scenario, methods=["PUT"]),
-    Route(
-        "/_emulator/tenants/{tenant_id}/scenario",
-        control.delete_tenant_scenario,
-        methods=["DELETE"],
-    ),
-    Route("/_emulator/journal", control.journal, methods=["GET"]),
-    Route("/_emulator/state", control.state, methods=["GET"]),
-    Route("/openapi.json", control.openapi, methods=["GET"]),
+    Op("/_emulator/health", control.health, "GET", "Liveness and version"),
+    Op("/_emulator/reset", control.reset, "POST", "Clear everything, or one tenant ({tenant_id} or {api_key})"),
+    Op("/_emulator/clock", control.get_clock, "GET", "Read the clock"),
+    Op("/_emulator/clock", control.set_clock, "PUT", "Set mode, scale and/or start"),
+    Op("/_emulator/clock/advance", control.advance_clock, "POST", "Advance the clock ({seconds|minutes|hours})"),
+    Op("/_emulator/seed", control.get_seed, "GET", "Read the seed"),
+    Op("/_emulator/seed", control.set_seed, "PUT", "Change the seed"),
+    Op("/_emulator/scenarios", control.list_scenarios, "GET", "Bundled and loaded scenarios"),
+    Op("/_emulator/scenario", control.get_scenario, "GET", "The global scenario"),
+    Op("/_emulator/scenario", control.set_scenario, "PUT", "Set the global scenario ({name} or {yaml})"),
+    Op("/_emulator/tenants/{tenant_id}/scenario", control.get_tenant_scenario, "GET", "A tenant's scenario"),
+    Op("/_emulator/tenants/{tenant_id}/scenario", control.set_tenant_scenario, "PUT", "Set a tenant's scenario"),
+    Op("/_emulator/tenants/{tenant_id}/scenario", control.delete_tenant_scenario, "DELETE", "Drop a tenant's scenario"),
+    Op("/_emulator/journal", control.journal, "GET", "Request journal (method, path, status, tenant_id, since, limit)"),
+    Op("/_emulator/state", control.state, "GET", "A dump of the state"),
+    Op("/openapi.json", control.openapi, "GET", "This document"),
 ]
+# fmt: on

@@ -9,13 +9,13 @@ from __future__ import annotations
 import hashlib
 import itertools
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
 
+from emulator.clock import Clock
 from emulator.errors import FileNotFound, QuotaExceeded
+from emulator.ids import Ids
 from emulator.records import FileRecord
-
-if TYPE_CHECKING:
-    from emulator.core import Emulator
+from emulator.settings import Settings
+from emulator.store import Store
 
 CHUNK_BYTES = 1 << 20
 CHUNKS_PER_WRITE = 8
@@ -43,9 +43,16 @@ class LineCounter:
 
 
 class Files:
-    def __init__(self, core: Emulator) -> None:
-        self.core = core
-        self.store = core.store
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        ids: Ids | None = None,
+        max_input_bytes: int = Settings.max_input_bytes,
+    ) -> None:
+        self.store, self.clock = store, clock
+        self.ids = ids or Ids(0)
+        self.max_input_bytes = max_input_bytes
         self._seq = itertools.count(1)
 
     async def start(self) -> None:
@@ -66,7 +73,7 @@ class Files:
         max_bytes: int | None = None,
     ) -> FileRecord:
         """Stream `chunks` into a new file; past `max_bytes`: `QUOTA_EXCEEDED`, nothing stored."""
-        limit = self.core.settings.max_input_bytes if max_bytes is None else max_bytes
+        limit = self.max_input_bytes if max_bytes is None else max_bytes
         seq = next(self._seq)
         digest, lines, size = hashlib.sha256(), LineCounter(), 0
         pending, batch, n = bytearray(), [], 0
@@ -94,14 +101,14 @@ class Files:
             raise
         record = FileRecord(
             seq=seq,
-            id=self.core.ids.make("file-", "file", seq),
+            id=self.ids.make("file-", "file", seq),
             tenant_id=tenant_id,
             filename=filename,
             purpose=purpose,
             bytes=size,
             line_count=lines.total(),
             sha256=digest.hexdigest(),
-            created_at=self.core.clock.now(),
+            created_at=self.clock.now(),
         )
         await self.store.insert_file(record)
         return record

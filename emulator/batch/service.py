@@ -7,18 +7,25 @@ import binascii
 import itertools
 import posixpath
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from emulator import wire
-from emulator.batch.sources import iter_source, scheme_of
+from emulator.batch.files import Files
+from emulator.batch.sources import SourceConfig, Sources, scheme_of
+from emulator.batch.worker import Worker
+from emulator.clock import Clock
 from emulator.errors import BatchNotCancellable, BatchNotFound, QuotaExceeded, ValidationError
+from emulator.ids import Ids
 from emulator.records import BatchRecord, FileRecord
+from emulator.scenario.model import Scenario
+from emulator.scenario.registry import Scenarios
+from emulator.settings import Settings
+from emulator.signing import Signer
 from emulator.status import BatchStatus, is_final
+from emulator.store import Store
 from emulator.windows import DEFAULT_WINDOW, WINDOWS
-
-if TYPE_CHECKING:
-    from emulator.core import Emulator
 
 MAX_BASE64_BYTES = 10 * 1024 * 1024
 RESULTS_URL_TTL = 3600
@@ -87,10 +94,48 @@ async def _one(data: bytes) -> AsyncIterator[bytes]:
     yield data
 
 
+@dataclass(frozen=True)
+class Limits:
+    """The QUOTA_EXCEEDED limits of a submit (a scenario may override each)."""
+
+    max_active_batches: int = Settings.max_active_batches
+    max_input_bytes: int = Settings.max_input_bytes
+    max_requests_per_batch: int = Settings.max_requests_per_batch
+
+    @classmethod
+    def of(cls, settings: Settings) -> Limits:
+        return cls(
+            settings.max_active_batches, settings.max_input_bytes, settings.max_requests_per_batch
+        )
+
+    def with_overrides(self, overrides: dict[str, int]) -> dict[str, int]:
+        return {**vars(self), **overrides}
+
+
 class Batches:
-    def __init__(self, core: Emulator) -> None:
-        self.core = core
-        self.store = core.store
+    """Submit, read, cancel and download batches; the `worker` runs them. Built from a store, a
+    clock and a worker alone, it has the happy path, default limits and a seed of 0."""
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        worker: Worker,
+        *,
+        files: Files | None = None,
+        ids: Ids | None = None,
+        scenarios: Scenarios | None = None,
+        signer: Signer | None = None,
+        limits: Limits | None = None,
+        sources: Sources | None = None,
+    ) -> None:
+        self.store, self.clock, self.worker = store, clock, worker
+        self.ids = ids or Ids(0)
+        self.files = files or Files(store, clock, self.ids)
+        self.scenarios = scenarios or worker.scenarios
+        self.signer = signer or Signer(0)
+        self.limits = limits or Limits()
+        self.sources = sources or Sources(SourceConfig())
         self._seq = itertools.count(1)
 
     async def start(self) -> None:
@@ -115,11 +160,8 @@ class Batches:
         to the end even if the scope's scenario changes meanwhile.
         """
         window, metadata = check_submission(body)
-        scenarios = self.core.scenarios
-        scenario = (
-            scenarios.resolve(scenario_ref) if scenario_ref else scenarios.for_tenant(tenant_id)
-        )
-        limits = self._limits(scenario.limits)
+        scenario = self._scenario(tenant_id, scenario_ref)
+        limits = self.limits.with_overrides(scenario.limits)
         active = await self.store.count_active_batches(tenant_id)
         if active >= limits["max_active_batches"]:
             raise QuotaExceeded(
@@ -129,15 +171,15 @@ class Batches:
         source, input_file = await self._input(tenant_id, body, limits["max_input_bytes"])
         if input_file.line_count > limits["max_requests_per_batch"]:
             if source is None or scheme_of(source) != "scaigrid":
-                await self.core.files.delete_file(tenant_id, input_file.id)  # made for this submit
+                await self.files.delete_file(tenant_id, input_file.id)  # made for this submit
             raise QuotaExceeded(
                 f"Input has {input_file.line_count} requests; the per-batch limit is "
                 f"{limits['max_requests_per_batch']}."
             )
-        now = self.core.clock.now()
+        now = self.clock.now()
         seq = next(self._seq)
-        batch_id = self.core.ids.make("batch_", "batch", seq)
-        plan = scenario.plan(self.core.settings.seed, batch_id)
+        batch_id = self.ids.make("batch_", "batch", seq)
+        plan = self.scenarios.plan(scenario, batch_id)
         batch = BatchRecord(
             seq=seq,
             id=batch_id,
@@ -160,23 +202,18 @@ class Batches:
             },
         )
         await self.store.insert_batch(batch)
-        self.core.worker.kick()
+        self.worker.kick()
         return batch
 
-    def _limits(self, overrides: dict[str, int]) -> dict[str, int]:
-        settings = self.core.settings
-        return {
-            "max_active_batches": settings.max_active_batches,
-            "max_input_bytes": settings.max_input_bytes,
-            "max_requests_per_batch": settings.max_requests_per_batch,
-            **overrides,
-        }
+    def _scenario(self, tenant_id: str, ref: str | None) -> Scenario:
+        """The scenario in force: the named one (the submit's header), else the tenant's."""
+        return self.scenarios.resolve(ref) if ref else self.scenarios.for_tenant(tenant_id)
 
     async def _input(
         self, tenant_id: str, body: dict[str, Any], max_bytes: int
     ) -> tuple[str | None, FileRecord]:
         """The stored input file, and the URL it came from (None for inline base64)."""
-        files = self.core.files
+        files = self.files
         if body.get("input_file_base64") is not None:
             data = decode_base64(body["input_file_base64"])
             return None, await files.create_file(
@@ -194,8 +231,9 @@ class Batches:
                 raise QuotaExceeded(f"Input file is over the {max_bytes}-byte limit.")
             return url, found
         name = posixpath.basename(urlsplit(url).path) or "input.jsonl"
-        chunks = iter_source(url, self.core.source_config, self.core.http)
-        return url, await files.create_file(tenant_id, name, "batch", chunks, max_bytes)
+        return url, await files.create_file(
+            tenant_id, name, "batch", self.sources.read(url), max_bytes
+        )
 
     # --- read ----------------------------------------------------------------------------------
 
@@ -219,7 +257,7 @@ class Batches:
         batch = await self.get_batch(tenant_id, batch_id)
         if is_final(batch.status):
             raise BatchNotCancellable(f"Batch '{batch_id}' is already {batch.status}.")
-        return await self.core.worker.cancel(batch)
+        return await self.worker.cancel(batch)
 
     # --- results -------------------------------------------------------------------------------
 
@@ -227,11 +265,9 @@ class Batches:
         """A fresh pre-signed results URL and its expiry for a finished batch; else (None, None)."""
         if batch.status not in (BatchStatus.COMPLETED, BatchStatus.CANCELLED):
             return None, None
-        expires = int(self.core.clock.now()) + RESULTS_URL_TTL
+        expires = int(self.clock.now()) + RESULTS_URL_TTL
         path = f"/v1/inference/batch/{batch.id}/results"
-        return f"{base_url.rstrip('/')}{path}?{self.core.signer.query(path, expires)}", float(
-            expires
-        )
+        return f"{base_url.rstrip('/')}{path}?{self.signer.query(path, expires)}", float(expires)
 
     def to_wire(self, batch: BatchRecord, base_url: str) -> dict[str, Any]:
         return wire.batch(batch, *self.results_link(batch, base_url))
@@ -240,7 +276,7 @@ class Batches:
         self, batch_id: str, path: str, expires: str | None, signature: str | None
     ) -> AsyncIterator[bytes]:
         """Check a pre-signed link and return the results stream (JSONL, input order)."""
-        self.core.signer.verify(path, expires, signature, self.core.clock.now())
+        self.signer.verify(path, expires, signature, self.clock.now())
         batch = await self.store.get_batch_any(batch_id)
         if batch is None:
             raise BatchNotFound(f"Batch '{batch_id}' not found.")

@@ -95,6 +95,31 @@ async def iter_source(
             yield chunk
 
 
+class Sources:
+    """Reads batch inputs from outside the emulator. The http(s) client is made on first use:
+    building one loads the CA bundle (~0.2 s), which most runs never need; a client passed in
+    (a test's transport) is the caller's to close."""
+
+    def __init__(self, config: SourceConfig, http: httpx.AsyncClient | None = None) -> None:
+        self.config = config
+        self._http, self._own_http = http, http is None
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=self.config.http_timeout, follow_redirects=True)
+        return self._http
+
+    def read(self, url: str) -> AsyncGenerator[bytes, None]:
+        """The input behind `url`, in chunks."""
+        return iter_source(url, self.config, self.http)
+
+    async def aclose(self) -> None:
+        if self._own_http and self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+
 # --- http(s) ------------------------------------------------------------------------------------
 
 

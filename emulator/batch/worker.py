@@ -14,12 +14,13 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import orjson
 
 from emulator.batch.parsing import ParsedInput, parse_input
 from emulator.batch.pricing import discounted, live_cost
+from emulator.clock import Clock
+from emulator.endpoints import IMAGES
 from emulator.errors import (
     BatchNotCancellable,
     BatchNotFound,
@@ -27,17 +28,17 @@ from emulator.errors import (
     InternalError,
     error_for_code,
 )
+from emulator.inference.engine import Engine
 from emulator.records import BatchRecord, RequestRecord, ResultRecord
 from emulator.scenario.plan import Plan
-from emulator.status import BatchStatus, check_move, is_final
-
-if TYPE_CHECKING:
-    from emulator.core import Emulator
+from emulator.scenario.registry import Scenarios
+from emulator.settings import DEFAULT_SCENARIO
+from emulator.status import BatchStatus, is_final
+from emulator.store import Store
 
 log = logging.getLogger("emulator.batch.worker")
 
 CHUNK = 500
-IMAGES_ROUTE = "/v1/inference/images/generate"
 
 
 @dataclass
@@ -59,8 +60,14 @@ class Progress:
 
 
 class Worker:
-    def __init__(self, core: Emulator) -> None:
-        self.core = core
+    """Runs batches: what it needs is the store, the clock, the engine and the scenarios that
+    give each batch its plan (the happy path unless told otherwise)."""
+
+    def __init__(
+        self, store: Store, clock: Clock, engine: Engine, scenarios: Scenarios | None = None
+    ) -> None:
+        self.store, self.clock, self.engine = store, clock, engine
+        self.scenarios = scenarios or Scenarios(DEFAULT_SCENARIO)
         self.lock = asyncio.Lock()  # held while one chunk of one batch changes
         self._pass = asyncio.Lock()  # one processing pass at a time
         self._wake = asyncio.Event()
@@ -71,7 +78,7 @@ class Worker:
 
     async def start(self) -> None:
         self._wake = asyncio.Event()
-        self.core.clock.subscribe(self.kick)
+        self.clock.subscribe(self.kick)
         self._task = asyncio.create_task(self._run(), name="batch-worker")
 
     async def stop(self) -> None:
@@ -97,7 +104,7 @@ class Worker:
             except Exception:
                 log.exception("batch processing failed; retrying on the next wake-up")
                 due = None
-            timeout = None if due is None else self.core.clock.real_seconds_until(due)
+            timeout = None if due is None else self.clock.real_seconds_until(due)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
@@ -105,7 +112,7 @@ class Worker:
         """Process everything due on the emulator clock now; return when next something is due."""
         async with self._pass:
             next_due: float | None = None
-            for batch in await self.core.store.active_batches():
+            for batch in await self.store.active_batches():
                 due = await self._advance(batch)
                 if due is not None:
                     next_due = due if next_due is None else min(next_due, due)
@@ -120,13 +127,13 @@ class Worker:
         taken, and a cancel or a finished pass may have changed the batch since."""
         prog = self._progress.get(batch.seq)
         if prog is None:
-            fresh = await self.core.store.get_batch_by_seq(batch.seq)
+            fresh = await self.store.get_batch_by_seq(batch.seq)
             if fresh is None or is_final(fresh.status):
                 return None
-            prog = Progress(fresh, self.core.plan_for(fresh))
+            prog = Progress(fresh, self.scenarios.plan_for(fresh))
             if fresh.status == BatchStatus.PROCESSING:
                 prog.plan_schedule()
-                prog.done = await self.core.store.done_indexes(fresh.seq)
+                prog.done = await self.store.done_indexes(fresh.seq)
             self._progress[fresh.seq] = prog
         return prog
 
@@ -139,14 +146,14 @@ class Worker:
                 prog, b = found, found.batch
                 if b.status == BatchStatus.PENDING:
                     start = min(b.created_at + prog.plan.start_delay, b.expires_at)
-                    if self.core.clock.now() < start:
+                    if self.clock.now() < start:
                         return start
                     await self._begin(prog, start)
             while True:
                 async with self.lock:
                     if self._progress.get(prog.batch.seq) is not prog:
                         # dropped meanwhile (a cancel, or a failed write): look again from the store
-                        return self.core.clock.now()
+                        return self.clock.now()
                     if is_final(prog.batch.status):
                         self._progress.pop(prog.batch.seq, None)
                         return None
@@ -172,28 +179,25 @@ class Worker:
             parsed = await self._parse(b)
             failure = None if parsed.ok else parsed.error()
         if failure is not None:
-            b.status = check_move(b.status, BatchStatus.FAILED)
-            b.failed_at, b.error = start, failure
-            await self.core.store.update_batch(b, ("status", "failed_at", "error"))
+            await self.store.update_batch(b, b.move(BatchStatus.FAILED, start, error=failure))
             return
-        b.status = check_move(b.status, BatchStatus.PROCESSING)
-        b.started_at, b.total_count = start, len(parsed.requests)
-        await self.core.store.start_batch(b, parsed.requests)
+        changed = b.move(BatchStatus.PROCESSING, start, total_count=len(parsed.requests))
+        await self.store.start_batch(b, parsed.requests, changed)
         prog.plan_schedule()
 
     async def _parse(self, b: BatchRecord) -> ParsedInput:
-        f = await self.core.store.get_file(b.tenant_id, b.input_file_id)
+        f = await self.store.get_file(b.tenant_id, b.input_file_id)
         if f is None:
             return ParsedInput(
                 problems=[{"message": "the input file was deleted before the batch started"}]
             )
-        return await parse_input(self.core.files.content(f))
+        return await parse_input(self.store.iter_file_chunks(f.seq))
 
     async def _step(self, prog: Progress) -> tuple[bool, float | None]:
         """One chunk of due requests: (True, None) if more may be due now, else (False, next)."""
         b = prog.batch
         assert b.started_at is not None
-        now = self.core.clock.now()
+        now = self.clock.now()
         cutoff = min(now, b.expires_at)
         budget = self._budget(prog)
         # A batch that could only start when its window closed (a start delay longer than the
@@ -208,9 +212,8 @@ class Worker:
                 due.append(i)
             prog.cursor += 1
         if due:
-            requests = await self.core.store.fetch_requests(b.seq, due)
-            with self.core.links_at(b.extra.get("base_url")):
-                results = [self._execute(prog, r) for r in requests]
+            requests = await self.store.fetch_requests(b.seq, due)
+            results = [self._execute(prog, r) for r in requests]
             await self._record(prog, results)
             return True, None
         if len(prog.done) >= b.total_count:
@@ -247,22 +250,23 @@ class Worker:
         fault = prog.plan.fault(r)
         if fault is not None:
             return _error(r, fault)
-        engine = self.core.engine
+        engine = self.engine
         try:
             resp = engine.infer(
                 r.url,
                 r.body,
                 created=int(b.started_at + prog.offsets[r.idx]),
                 canned=prog.plan.canned(r),
+                base_url=b.extra.get("base_url"),  # where the client submitted from
             )
         except EmulatorError as exc:
             return _error(r, exc)
         except Exception:  # an emulator bug: one error record, not a batch stuck for ever
             log.exception("request %r of batch %s failed unexpectedly", r.custom_id, b.id)
             return _error(r, InternalError("Internal error while running this request."))
-        model = self.core.catalogue.get(r.body["model"])
+        model = engine.catalogue.get(r.body["model"])
         tokens_in, tokens_out = engine.usage(r.url, resp)
-        images = len(resp.get("data", ())) if r.url == IMAGES_ROUTE else 0
+        images = len(resp.get("data", ())) if r.url == IMAGES else 0
         live = live_cost(model, tokens_in, tokens_out, images)
         amount = discounted(model, b.completion_window, live)
         return ResultRecord(
@@ -270,8 +274,10 @@ class Worker:
         )
 
     async def _record(
-        self, prog: Progress, results: list[ResultRecord], fields: tuple[str, ...] = ()
+        self, prog: Progress, results: list[ResultRecord], changed: tuple[str, ...] = ()
     ) -> None:
+        """Count a chunk of results and store it, with the batch fields `changed` besides the
+        counters, in one transaction."""
         b = prog.batch
         for res in results:
             if res.ok:
@@ -283,31 +289,27 @@ class Worker:
             else:
                 b.failed_count += 1
             prog.done.add(res.idx)
-        await self.core.store.record_results(b, results, fields)
-
-    def _final(self, prog: Progress, status: BatchStatus, at: float) -> tuple[str, ...]:
-        """Move to a final status in memory; the batch fields the store must then write."""
-        b = prog.batch
-        b.status = check_move(b.status, status)
-        stamp = "completed_at" if status == BatchStatus.COMPLETED else "cancelled_at"
-        setattr(b, stamp, at)
-        return ("status", stamp, "total_count")
+        await self.store.record_results(b, results, changed)
 
     async def _finish(self, prog: Progress, status: BatchStatus, at: float) -> None:
-        await self.core.store.update_batch(prog.batch, self._final(prog, status, at))
+        await self.store.update_batch(prog.batch, prog.batch.move(status, at))
 
-    async def _close_rest(self, prog: Progress, status: BatchStatus, code: str, at: float) -> None:
+    async def _close_rest(
+        self, prog: Progress, status: BatchStatus, code: str, at: float, **changes: int
+    ) -> None:
         """Error records with `code` for every request without a result, and the final status,
         in one transaction: a crash half-way through a cancel must not leave half of it."""
         b = prog.batch
+        for name, value in changes.items():  # set first: the records below depend on them
+            setattr(b, name, value)
         rest = [i for i in range(b.total_count) if i not in prog.done]
         error = error_for_code(code, _CLOSE_MESSAGES[code])
         records: list[ResultRecord] = []
         for start in range(0, len(rest), CHUNK):
-            requests = await self.core.store.fetch_requests(b.seq, rest[start : start + CHUNK])
+            requests = await self.store.fetch_requests(b.seq, rest[start : start + CHUNK])
             records += [_error(r, error) for r in requests]
         prog.cursor = len(prog.order)
-        await self._record(prog, records, self._final(prog, status, at))
+        await self._record(prog, records, b.move(status, at, **changes))
 
     # --- cancel --------------------------------------------------------------------------------
 
@@ -316,7 +318,7 @@ class Worker:
         async with self.lock:
             prog = await self._progress_of(stored)
             if prog is None:
-                fresh = await self.core.store.get_batch_by_seq(stored.seq)
+                fresh = await self.store.get_batch_by_seq(stored.seq)
                 if fresh is None:
                     raise BatchNotFound(f"Batch '{stored.id}' not found.")
                 raise BatchNotCancellable(f"Batch '{stored.id}' is already {fresh.status}.")
@@ -324,16 +326,18 @@ class Worker:
             if is_final(b.status):  # finished by a pass that has not let go of it yet
                 raise BatchNotCancellable(f"Batch '{b.id}' is already {b.status}.")
             try:
+                total = b.total_count
                 if b.status == BatchStatus.PENDING:
+                    # the requests get their BATCH_CANCELLED records; an input that does not
+                    # parse has none
                     parsed = await self._parse(b)
+                    total = len(parsed.requests) if parsed.ok else 0
                     if parsed.ok:
-                        b.total_count = len(parsed.requests)
-                        await self.core.store.start_batch(b, parsed.requests)
-                    else:
-                        b.total_count = 0
+                        await self.store.start_batch(b, parsed.requests)
                 await self._close_rest(
-                    prog, BatchStatus.CANCELLED, "BATCH_CANCELLED", self.core.clock.now()
-                )
+                    prog, BatchStatus.CANCELLED, "BATCH_CANCELLED", self.clock.now(),
+                    total_count=total,
+                )  # fmt: skip
             finally:
                 self._forget(b.seq)
         self.kick()

@@ -41,10 +41,11 @@ import json
 import random
 import re
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
+from emulator import seeded
 from emulator.endpoints import CHAT, EMBED, ENDPOINTS, GENERATE, IMAGES
 from emulator.errors import RouteNotFound
 from emulator.inference.catalogue import Catalogue
@@ -145,7 +146,7 @@ def _stream_pieces(text: str) -> Iterator[str]:
 
 def _build_corpus(seed: int) -> list[str]:
     """Sentences of Faker's English words that answers are assembled from (made once per seed)."""
-    rng = random.Random(f"scaigrid-emulator:corpus:{seed}")
+    rng = seeded.rng("scaigrid-emulator", "corpus", seed)
     out = []
     for _ in range(_CORPUS_SENTENCES):
         words = rng.choices(WORDS, k=rng.randint(6, 14))
@@ -158,6 +159,12 @@ def _build_corpus(seed: int) -> list[str]:
     return out
 
 
+class Links(Protocol):
+    """Mints the URL an image is served at (`emulator.inference.images.ImageLinks`)."""
+
+    def url(self, digest: str, base_url: str | None) -> str: ...
+
+
 # (content, tool_calls, finish_reason): a plain tuple, as a NamedTuple's __new__ runs in Python.
 _Choice = tuple[str | None, list[dict[str, Any]] | None, str]
 
@@ -168,21 +175,10 @@ _Choice = tuple[str | None, list[dict[str, Any]] | None, str]
 class Engine:
     """Answers inference requests for one seed and catalogue; see the module docstring."""
 
-    def __init__(
-        self, seed: int, catalogue: Catalogue, image_url: Callable[[str], str] | None = None
-    ) -> None:
-        self.seed = seed
+    def __init__(self, seed: int, catalogue: Catalogue, links: Links | None = None) -> None:
         self.catalogue = catalogue
-        self.image_url = image_url
-        self._prefix = f"{seed}\x00".encode()
-        self._corpus = _build_corpus(seed)
-        # Each sentence's length plus the space that joins it to the next: summed in `_answer`.
-        self._corpus_sizes = tuple(len(s) + 1 for s in self._corpus)
-        # What every digest of a model starts with, made once (_digest copes with later models).
-        self._slug_prefixes = {
-            m.slug: self._prefix + m.slug.encode() + b"\x00" for m in catalogue.models
-        }
-        self._embedder = Embedder(self._prefix)
+        self.links = links
+        self.reseed(seed)
         self._routes: dict[str, Callable[..., dict[str, Any]]] = {
             CHAT: self.chat,
             GENERATE: self.generate,
@@ -190,15 +186,37 @@ class Engine:
             IMAGES: self.images,
         }
 
+    def reseed(self, seed: int) -> None:
+        """Answer for another seed from now on: everything derived from the seed is made anew."""
+        self.seed = seed
+        self._prefix = f"{seed}\x00".encode()
+        self._corpus = _build_corpus(seed)
+        # Each sentence's length plus the space that joins it to the next: summed in `_answer`.
+        self._corpus_sizes = tuple(len(s) + 1 for s in self._corpus)
+        # What every digest of a model starts with, made once (_digest copes with later models).
+        self._slug_prefixes = {
+            m.slug: self._prefix + m.slug.encode() + b"\x00" for m in self.catalogue.models
+        }
+        self._embedder = Embedder(self._prefix)
+
     # ---- public API ----
 
     def infer(
-        self, route: str, body: Any, *, created: int, canned: str | None = None
+        self,
+        route: str,
+        body: Any,
+        *,
+        created: int,
+        canned: str | None = None,
+        base_url: str | None = None,
     ) -> dict[str, Any]:
-        """The response data object for `route`; validates first."""
+        """The response data object for `route`; validates first. Image links point at
+        `base_url` (where the client reached us) when given."""
         handler = self._routes.get(route)
         if handler is None:
             raise RouteNotFound(f"No inference route {route}.")
+        if route == IMAGES:
+            return self.images(body, created=created, base_url=base_url)
         return handler(body, created=created, canned=canned)
 
     def validate(self, route: str, body: Any) -> Model:
@@ -281,19 +299,26 @@ class Engine:
         usage = {"prompt_tokens": tokens, "total_tokens": tokens}
         return {"object": "list", "data": data, "model": model.slug, "usage": usage}
 
-    def images(self, body: Any, *, created: int, canned: str | None = None) -> dict[str, Any]:
+    def images(
+        self,
+        body: Any,
+        *,
+        created: int,
+        canned: str | None = None,
+        base_url: str | None = None,
+    ) -> dict[str, Any]:
         """Generated images; `canned` is accepted for a uniform signature and does not apply."""
         model = self.validate(IMAGES, body)
         digest = self._digest(model, body)
         count = body.get("n") or 1
-        # "url" is the default; without an image_url callback only b64_json can be served.
-        url = self.image_url if body.get("response_format") != "b64_json" else None
+        # "url" is the default; without links only b64_json can be served.
+        links = self.links if body.get("response_format") != "b64_json" else None
         data = []
         for i in range(count):
             image = hashlib.sha256(digest + b"image" + bytes((i,))).hexdigest()[:32]
             item: dict[str, Any] = (
-                {"url": url(image)}
-                if url is not None
+                {"url": links.url(image, base_url)}
+                if links is not None
                 else {"b64_json": base64.b64encode(png_for(image)).decode("ascii")}
             )
             if model.slug in _REVISES_PROMPT:

@@ -12,6 +12,9 @@ import struct
 import zlib
 from functools import lru_cache
 
+from emulator.clock import Clock
+from emulator.signing import Signer
+
 _PNG_SIDE, _PNG_CELL = 32, 8  # a 4x4 grid of 8-pixel cells: small, valid, visibly distinct
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -40,3 +43,21 @@ def png_for(digest: str) -> bytes:
 def _png_chunk(tag: bytes, data: bytes) -> bytes:
     """One PNG chunk: length, tag, data, and the CRC-32 of tag and data."""
     return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+
+#: image links expire after 1 hour, as ScaiGrid's media proxy URLs do
+IMAGE_URL_TTL = 3600
+
+
+class ImageLinks:
+    """Pre-signed links to generated images, served by the emulator itself without auth."""
+
+    def __init__(self, signer: Signer, clock: Clock, base_url: str) -> None:
+        self.signer, self.clock = signer, clock
+        self.base_url = base_url  # where links point when no request says where we were reached
+
+    def url(self, digest: str, base_url: str | None = None) -> str:
+        path = f"/v1/inference/images/{digest}.png"
+        expires = int(self.clock.now()) + IMAGE_URL_TTL
+        base = (base_url or self.base_url).rstrip("/")
+        return f"{base}{path}?{self.signer.query(path, expires)}"

@@ -11,10 +11,8 @@ Which scenario is in force where is `emulator.scenario.registry`'s business.
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import math
 import re
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -28,14 +26,7 @@ from emulator.scenario.schema import (
     known_error_status,
     load_document,
 )
-
-
-def unit(*parts: object) -> float:
-    """A uniform number in [0, 1) that is a pure function of `parts` (the seeded source)."""
-    digest = hashlib.blake2b(":".join(map(str, parts)).encode(), digest_size=8).digest()
-    value: int = struct.unpack(">Q", digest)[0]
-    return (value >> 11) / float(1 << 53)
-
+from emulator.seeded import unit
 
 # --- the parts of a scenario --------------------------------------------------------------------
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from emulator.errors import ValidationError
+from emulator.records import BatchRecord
 from emulator.scenario.model import Scenario, parse_scenario
+from emulator.scenario.plan import HAPPY_PATH, Plan
 from emulator.scenario.schema import ScenarioError
 
 _PACKAGE = Path(__file__).parent.parent  # emulator/
 #: bundled scenarios: in the installed package, or the repository's scenarios/ folder.
 BUNDLED_DIRS = (_PACKAGE / "_scenarios", _PACKAGE.parent / "scenarios")
-DEFAULT = "happy-path"
 
 
 def bundled_files() -> dict[str, Path]:
@@ -38,9 +39,13 @@ def load_scenario_file(path: Path) -> Scenario:
 
 
 class Scenarios:
-    """The scenarios in force: global, per tenant; and the lookup of a batch's scenario."""
+    """The scenarios in force: global, per tenant; and the lookup of a batch's scenario.
 
-    def __init__(self, global_ref: str) -> None:
+    It holds the emulator's seed, which every plan it makes draws from (unless a scenario pins
+    its own)."""
+
+    def __init__(self, global_ref: str, seed: int = 0) -> None:
+        self.seed = seed
         self._bundled = bundled_files()
         self._cache: dict[str, Scenario] = {}  # bundled scenarios by name
         self._files: dict[tuple[str, str], Scenario] = {}  # scenario files by (path, text)
@@ -82,6 +87,20 @@ class Scenarios:
             raise ValidationError(
                 str(exc), details=[{"field": "scenario", "message": str(exc)}]
             ) from None
+
+    def reseed(self, seed: int) -> None:
+        self.seed = seed
+
+    def plan(self, scenario: Scenario, key: str) -> Plan:
+        """The plan `scenario` gives the batch (or live call) named `key`."""
+        return scenario.plan(self.seed, key)
+
+    def plan_for(self, batch: BatchRecord) -> Plan:
+        """The plan a batch follows: its scenario, as captured when it was submitted."""
+        text = batch.extra.get("scenario")
+        if text is None:
+            return HAPPY_PATH
+        return self.plan(self.from_yaml(text), batch.id)
 
     def from_yaml(self, text: str) -> Scenario:
         if text not in self._cache:

@@ -1,0 +1,89 @@
+"""Live inference: one request answered now, with the engine batches use too.
+
+The answer is a pure function of (seed, body) but for `created`, so a repeated chat or generate
+body (its exact bytes) is answered from memory, unless the tenant's scenario injects faults or
+canned text into live calls: those count calls, so every call must reach them.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, defaultdict
+from typing import Any
+
+from emulator.clock import Clock
+from emulator.endpoints import CHAT, ENDPOINTS
+from emulator.inference.engine import Engine
+from emulator.records import RequestRecord
+from emulator.scenario.model import Scenario
+from emulator.scenario.registry import Scenarios
+
+#: answers remembered, by exact request bytes; the oldest is dropped first
+MEMO_SIZE = 4096
+
+
+class Live:
+    def __init__(self, engine: Engine, clock: Clock, scenarios: Scenarios) -> None:
+        self.engine, self.clock, self.scenarios = engine, clock, scenarios
+        self._calls: defaultdict[str | None, int] = defaultdict(int)  # live calls per tenant
+        self._answers: OrderedDict[tuple[str, bytes], dict[str, Any]] = OrderedDict()
+
+    def infer(
+        self,
+        route: str,
+        body: Any,
+        tenant_id: str | None = None,
+        base_url: str | None = None,
+        raw: bytes | None = None,
+    ) -> dict[str, Any]:
+        """Answer one request. `base_url` is where the caller reached us, so image links point
+        there; `raw` is the body's exact bytes, the key of the memo (None: do not remember)."""
+        now = int(self.clock.now())
+        scenario = self.scenarios.for_tenant(tenant_id)
+        if scenario.faults or scenario.canned:
+            canned = self._effects(scenario, route, body, tenant_id)
+            return self.engine.infer(route, body, created=now, canned=canned, base_url=base_url)
+        if raw is None or not ENDPOINTS[route].memo:
+            return self.engine.infer(route, body, created=now, base_url=base_url)
+        key = (route, raw)
+        hit = self._answers.get(key)
+        if hit is not None:
+            return {**hit, "created": now}
+        answer = self.engine.infer(route, body, created=now)
+        if len(self._answers) >= MEMO_SIZE:
+            self._answers.popitem(last=False)
+        self._answers[key] = answer
+        return answer
+
+    def stream(self, body: Any, tenant_id: str | None = None) -> list[dict[str, Any]]:
+        """The SSE chunks of a streamed chat answer."""
+        scenario = self.scenarios.for_tenant(tenant_id)
+        canned = self._effects(scenario, CHAT, body, tenant_id)
+        return self.engine.chat_stream(body, created=int(self.clock.now()), canned=canned)
+
+    def _effects(
+        self, scenario: Scenario, route: str, body: Any, tenant_id: str | None
+    ) -> str | None:
+        """Raise the fault the tenant's scenario injects into this live call, if any; return its
+        canned text, if any. A live call is its tenant's n-th call, with no custom_id or line."""
+        if not (scenario.faults or scenario.canned):
+            return None
+        self._calls[tenant_id] += 1
+        n = self._calls[tenant_id]
+        request = RequestRecord(n - 1, 0, "", route, body)
+        plan = self.scenarios.plan(scenario, f"live:{tenant_id}:{n}")
+        fault = plan.fault(request)
+        if fault is not None:
+            raise fault
+        return plan.canned(request)
+
+    def reseed(self, seed: int) -> None:
+        """The engine answers for another seed: what was remembered no longer holds."""
+        self.engine.reseed(seed)
+        self._answers.clear()
+
+    def reset(self, tenant_id: str | None = None) -> None:
+        """Forget the live-call counts of one tenant, or of everyone."""
+        if tenant_id is None:
+            self._calls.clear()
+        else:
+            self._calls.pop(tenant_id, None)
