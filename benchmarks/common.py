@@ -11,6 +11,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ class Server:
         self.name = name
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         self.stderr = tempfile.TemporaryFile()  # a file, not a pipe: a full pipe would block it
+        self.started_at = time.perf_counter()  # for start-to-first-200 timings
         self.proc = subprocess.Popen(
             [sys.executable, *argv],
             cwd=cwd or ROOT,
@@ -179,3 +182,215 @@ def write_batch_input(path: Path, count: int) -> int:
         for i in range(count):
             f.write(orjson.dumps(batch_line(i)) + b"\n")
     return path.stat().st_size
+
+
+# --- any server command, memory, start time (batch_e2e.py, peers.py) ------------------------------
+
+
+class Process:
+    """A server subprocess that is not necessarily Python (a peer in node, another venv) and does
+    not announce its address: it is told the port, and `url` is known beforehand."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        port: int,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.name = name
+        self.url = f"http://127.0.0.1:{port}"
+        self.output = tempfile.TemporaryFile()  # stdout and stderr together, never a pipe
+        self.started_at = time.perf_counter()
+        self.proc = subprocess.Popen(
+            list(argv),
+            cwd=cwd or ROOT,
+            env={**os.environ, **(env or {})},
+            stdin=subprocess.DEVNULL,
+            stdout=self.output,
+            stderr=subprocess.STDOUT,
+        )
+
+    def stderr_tail(self) -> str:
+        self.output.seek(0)
+        return self.output.read().decode(errors="replace")[-2000:]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.output.close()
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that was free a moment ago (for servers that cannot report port 0)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def first_200(
+    server: Server | Process,
+    path: str,
+    *,
+    method: str = "GET",
+    headers: dict[str, str] | None = None,
+    content: bytes | None = None,
+    deadline_seconds: float = 60.0,
+) -> float:
+    """Seconds from the server's Popen to its first 200 on `path`.
+
+    A refused connection is retried every 5 ms; an accepted one waits for its answer (a server
+    that printed its address is listening, so a connection waits in the backlog until the app
+    is up). Bounded by `deadline_seconds`; raises if the server exits or never answers 200.
+    """
+    import httpx
+
+    deadline = server.started_at + deadline_seconds
+    last = "no answer"
+    while time.perf_counter() < deadline:
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"{server.name} exited: {server.stderr_tail()}")
+        try:
+            resp = httpx.request(
+                method, server.url + path, headers=headers, content=content, timeout=30.0
+            )
+        except httpx.TransportError as exc:
+            last = repr(exc)
+            time.sleep(0.005)
+            continue
+        if resp.status_code == 200:
+            return time.perf_counter() - server.started_at
+        last = f"{resp.status_code} {resp.text[:200]}"
+        time.sleep(0.005)
+    raise RuntimeError(f"{server.name} never answered 200 on {path}: {last}")
+
+
+def rss_kb(pid: int, field: str = "VmRSS") -> int:
+    """A memory figure of a live process in KiB from /proc/PID/status: VmRSS (resident now) or
+    VmHWM (the peak resident size over its life)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/{pid}/status")
+
+
+class RssSampler:
+    """Samples a process's VmRSS every `interval` seconds on a thread, at most `max_seconds`."""
+
+    def __init__(self, pid: int, interval: float = 0.02, max_seconds: float = 1800.0) -> None:
+        self.pid = pid
+        self.peak_kb = 0
+        self.samples = 0
+        self._stop = threading.Event()
+        self._interval = interval
+        self._max_seconds = max_seconds
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        end = time.perf_counter() + self._max_seconds
+        while not self._stop.is_set() and time.perf_counter() < end:
+            try:
+                self.peak_kb = max(self.peak_kb, rss_kb(self.pid))
+            except (OSError, RuntimeError):
+                return  # the process is gone
+            self.samples += 1
+            self._stop.wait(self._interval)
+
+
+# --- the chat/embed batch of batch_e2e.py, floor_stdlib.py and peers.py ---------------------------
+
+E2E_CHAT_MODEL = CHAT_MODELS[0]
+E2E_EMBED_MODEL = "openai/text-embedding-3-small"
+E2E_DIMENSIONS = 64
+E2E_CHAT_URL = "/v1/inference/chat"
+E2E_EMBED_URL = "/v1/inference/embed"
+_WORDS = (
+    "shipment depot route invoice customer driver pallet schedule delay refund order carrier "
+    "warehouse region forecast capacity budget contract audit review ticket backlog supplier fuel"
+).split()
+
+
+def long_text(i: int, chars: int) -> str:
+    """About `chars` characters of plain words, different for every i (a long prompt)."""
+    if chars <= 0:
+        return ""
+    n = len(_WORDS)
+    words = [_WORDS[(i * 7 + k * k) % n] for k in range(chars // 7 + 1)]
+    return " ".join(words)[:chars]
+
+
+def e2e_line(i: int, prompt_chars: int = 0) -> dict[str, Any]:
+    """Request i of the chat/embed batch: even lines chat (max_tokens 40), odd lines embed
+    (64 dimensions). `prompt_chars` > 0 appends that much text to the prompt or input."""
+    cid = f"req-{i:06d}"
+    topic = TOPICS[i % len(TOPICS)]
+    extra = " " + long_text(i, prompt_chars) if prompt_chars > 0 else ""
+    if i % 2:
+        body: dict[str, Any] = {
+            "model": E2E_EMBED_MODEL,
+            "input": f"Ticket {i}: a note about {topic} in region {i % 17}.{extra}",
+            "dimensions": E2E_DIMENSIONS,
+        }
+        return {"custom_id": cid, "method": "POST", "url": E2E_EMBED_URL, "body": body}
+    body = {
+        "model": E2E_CHAT_MODEL,
+        "messages": [
+            {"role": "system", "content": "You are a concise analyst. Answer in plain English."},
+            {
+                "role": "user",
+                "content": f"Case {i}: summarise the {topic} for depot {i % 53} "
+                f"and suggest one follow-up action.{extra}",
+            },
+        ],
+        "max_tokens": 40,
+    }
+    return {"custom_id": cid, "method": "POST", "url": E2E_CHAT_URL, "body": body}
+
+
+def write_e2e_input(path: Path, count: int, prompt_chars: int = 0) -> int:
+    """Write the chat/embed batch JSONL; returns its size in bytes."""
+    import orjson
+
+    with path.open("wb") as f:
+        for start in range(0, count, 1000):
+            stop = min(count, start + 1000)
+            f.write(
+                b"".join(
+                    orjson.dumps(e2e_line(i, prompt_chars)) + b"\n" for i in range(start, stop)
+                )
+            )
+    return path.stat().st_size
+
+
+def check_e2e_results(path: Path, count: int) -> dict[str, int]:
+    """Every request exactly once, in input order; counts the lines that are not ok."""
+    import orjson
+
+    n = not_ok = 0
+    with path.open("rb") as f:
+        for n, raw in enumerate(f, 1):
+            line = orjson.loads(raw)
+            if line.get("custom_id") != f"req-{n - 1:06d}":
+                raise RuntimeError(f"result line {n} is {line.get('custom_id')!r}")
+            if line.get("status", "ok") != "ok" or line.get("error"):
+                not_ok += 1
+    if n != count:
+        raise RuntimeError(f"{n} result lines for {count} requests")
+    return {"lines": n, "not_ok": not_ok}
