@@ -55,6 +55,11 @@ class Clock:
 
     # --- reading -------------------------------------------------------------------------------
 
+    @property
+    def frozen(self) -> bool:
+        """Time moves only when advanced."""
+        return self.mode == "frozen"
+
     def now(self) -> float:
         if self.mode == "frozen":
             return self._anchor_emu

@@ -1,8 +1,8 @@
 """The emulator's error hierarchy: every failure a client can see, with its HTTP status and code.
 
-Domain code raises these; `emulator.api.render` turns any of them into ScaiGrid's error envelope
-in one place. The codes and statuses follow ScaiGrid's published error table; the few codes the
-public docs do not name (e.g. `BATCH_NOT_FOUND`) are emulator assumptions listed in the README.
+Domain code raises these; `emulator.api.http.render_error` turns any of them into ScaiGrid's error
+envelope in one place. The codes and statuses follow ScaiGrid's published error table; the few codes
+the public docs do not name (e.g. `BATCH_NOT_FOUND`) are emulator assumptions listed in the README.
 """
 
 from __future__ import annotations
@@ -200,31 +200,78 @@ class InternalError(EmulatorError):
     status, code, message = 500, "INTERNAL_ERROR", "Internal error."
 
 
-def _all_error_classes() -> list[type[EmulatorError]]:
-    return [c for c in globals().values() if isinstance(c, type) and issubclass(c, EmulatorError)]
+# --- codes a batch or a scenario gives requests --------------------------------------------
 
 
-#: code -> HTTP status, for every code the emulator can answer with. Scenarios that inject a code
-#: by name take its status from here unless they set one.
-ERROR_CODES: dict[str, int] = {
-    c.code: c.status for c in _all_error_classes() if c is not EmulatorError
-}
-ERROR_CODES.update(
-    {
-        "UPSTREAM_SHAPE_MISMATCH": 502,
-        "BUDGET_EXCEEDED": 429,
-        "MODEL_ACCESS_DENIED": 403,
-        "COMPLETION_WINDOW_EXPIRED": 408,
-        "BATCH_CANCELLED": 409,
-        "INPUT_PARSE_ERROR": 422,
-    }
-)
+class UpstreamShapeMismatch(EmulatorError):
+    """The backend answered in a shape the gateway could not translate."""
+
+    status, code, message = (
+        502,
+        "UPSTREAM_SHAPE_MISMATCH",
+        "Backend answer had an unexpected shape.",
+    )
+
+
+class BudgetExceeded(EmulatorError):
+    """The tenant's spending budget is used up."""
+
+    status, code, message = 429, "BUDGET_EXCEEDED", "Budget exceeded."
+
+
+class ModelAccessDenied(EmulatorError):
+    """The key may not use this model."""
+
+    status, code, message = 403, "MODEL_ACCESS_DENIED", "Access to this model is denied."
+
+
+class CompletionWindowExpired(EmulatorError):
+    """A request's batch window closed before it ran (an error record, not an HTTP answer)."""
+
+    status, code = 408, "COMPLETION_WINDOW_EXPIRED"
+    message = "The completion window expired before this request ran."
+
+
+class BatchCancelled(EmulatorError):
+    """A request's batch was cancelled before it ran (an error record, not an HTTP answer)."""
+
+    status, code = 409, "BATCH_CANCELLED"
+    message = "The batch was cancelled before this request ran."
+
+
+class InputParseError(EmulatorError):
+    """A batch's input has a fatal problem (the batch's `error`, not an HTTP answer)."""
+
+    status, code, message = 422, "INPUT_PARSE_ERROR", "The input file could not be parsed."
+
+
+def _by_code() -> dict[str, type[EmulatorError]]:
+    """Every error class by its code (the first class of a shared code answers for it)."""
+    out: dict[str, type[EmulatorError]] = {}
+    for value in list(globals().values()):
+        if (
+            isinstance(value, type)
+            and issubclass(value, EmulatorError)
+            and value is not EmulatorError
+        ):
+            out.setdefault(value.code, value)
+    return out
+
+
+_BY_CODE = _by_code()
+#: code -> HTTP status, for every code the emulator can answer with: all of them come from the
+#: classes above. Scenarios that inject a code by name take its status from here.
+ERROR_CODES: dict[str, int] = {code: cls.status for code, cls in _BY_CODE.items()}
 
 
 def error_for_code(code: str, message: str | None = None, **kw: Any) -> EmulatorError:
-    """An error carrying `code` with its table status (used by injected faults)."""
-    status = kw.pop("status", None) or ERROR_CODES.get(code, 500)
-    return EmulatorError(message or f"Injected {code}.", status=status, code=code, **kw)
+    """The error of class `code` (an injected fault, or a request's error record), with its
+    status unless `status` is given; an unknown code is a plain error with status 500."""
+    cls = _BY_CODE.get(code)
+    message = message or f"Injected {code}."
+    if cls is None:
+        return EmulatorError(message, status=kw.pop("status", None) or 500, code=code, **kw)
+    return cls(message, **kw)
 
 
 class ConfigError(Exception):

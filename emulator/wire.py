@@ -44,10 +44,6 @@ def error(err: EmulatorError, request_id: str) -> dict[str, Any]:
     return {"status": "error", "error": err.to_dict(), "meta": {"request_id": request_id}}
 
 
-def dumps(obj: Any) -> bytes:
-    return orjson.dumps(obj)
-
-
 # --- pagination --------------------------------------------------------------------------------
 
 

@@ -74,5 +74,5 @@ class ScenarioGate:
         """Injected latency is real time (a client's timeout is real), divided by the clock's
         scale; a frozen clock does not hold responses back."""
         clock = self.core.clock
-        if clock.mode != "frozen":
+        if not clock.frozen:
             await asyncio.sleep(seconds / clock.scale)

@@ -1,4 +1,4 @@
-"""Files: the one store behind `/v1/files`, `scaigrid://file/{id}` and (later) OpenAI's `/files`.
+"""Files: the one store behind `/v1/files` and `scaigrid://file/{id}` inputs.
 
 Content is streamed into SQLite in 1 MiB chunks as it arrives, hashed and line-counted on the way,
 so an upload of any size is never held in memory.

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from emulator.endpoints import BATCHABLE
+from emulator.errors import InputParseError
 from emulator.records import RequestRecord
 
 MAX_PROBLEMS = 100
@@ -33,7 +34,7 @@ class ParsedInput:
         first = problems[0]
         where = f"line {first['line']}: " if "line" in first else ""
         return {
-            "code": "INPUT_PARSE_ERROR",
+            "code": InputParseError.code,
             "message": f"Input file could not be parsed ({where}{first['message']}).",
             "details": problems,
         }

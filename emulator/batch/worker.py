@@ -22,11 +22,12 @@ from emulator.batch.pricing import discounted, live_cost
 from emulator.clock import Clock
 from emulator.endpoints import IMAGES
 from emulator.errors import (
+    BatchCancelled,
     BatchNotCancellable,
     BatchNotFound,
+    CompletionWindowExpired,
     EmulatorError,
     InternalError,
-    error_for_code,
 )
 from emulator.inference.engine import Engine
 from emulator.records import BatchRecord, RequestRecord, ResultRecord
@@ -221,12 +222,12 @@ class Worker:
             return True, None  # the caller sees the final status and lets go of the progress
         if self._budget(prog) == 0:
             await self._close_rest(
-                prog, BatchStatus.CANCELLED, "BATCH_CANCELLED", self._last_finish(prog)
+                prog, BatchStatus.CANCELLED, BatchCancelled(), self._last_finish(prog)
             )
             return True, None
         if now >= b.expires_at:
             await self._close_rest(
-                prog, BatchStatus.COMPLETED, "COMPLETION_WINDOW_EXPIRED", b.expires_at
+                prog, BatchStatus.COMPLETED, CompletionWindowExpired(), b.expires_at
             )
             return True, None
         return False, min(b.started_at + prog.offsets[prog.order[prog.cursor]], b.expires_at)
@@ -295,15 +296,14 @@ class Worker:
         await self.store.update_batch(prog.batch, prog.batch.move(status, at))
 
     async def _close_rest(
-        self, prog: Progress, status: BatchStatus, code: str, at: float, **changes: int
+        self, prog: Progress, status: BatchStatus, error: EmulatorError, at: float, **changes: int
     ) -> None:
-        """Error records with `code` for every request without a result, and the final status,
+        """Error records of `error` for every request without a result, and the final status,
         in one transaction: a crash half-way through a cancel must not leave half of it."""
         b = prog.batch
         for name, value in changes.items():  # set first: the records below depend on them
             setattr(b, name, value)
         rest = [i for i in range(b.total_count) if i not in prog.done]
-        error = error_for_code(code, _CLOSE_MESSAGES[code])
         records: list[ResultRecord] = []
         for start in range(0, len(rest), CHUNK):
             requests = await self.store.fetch_requests(b.seq, rest[start : start + CHUNK])
@@ -335,19 +335,13 @@ class Worker:
                     if parsed.ok:
                         await self.store.start_batch(b, parsed.requests)
                 await self._close_rest(
-                    prog, BatchStatus.CANCELLED, "BATCH_CANCELLED", self.clock.now(),
+                    prog, BatchStatus.CANCELLED, BatchCancelled(), self.clock.now(),
                     total_count=total,
                 )  # fmt: skip
             finally:
                 self._forget(b.seq)
         self.kick()
         return b
-
-
-_CLOSE_MESSAGES = {
-    "BATCH_CANCELLED": "The batch was cancelled before this request ran.",
-    "COMPLETION_WINDOW_EXPIRED": "The completion window expired before this request ran.",
-}
 
 
 def _error(r: RequestRecord, err: EmulatorError) -> ResultRecord:

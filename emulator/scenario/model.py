@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from emulator.errors import EmulatorError, error_for_code
+from emulator.errors import EmulatorError, InputParseError, error_for_code
 from emulator.records import RequestRecord
 from emulator.scenario.plan import Plan
 from emulator.scenario.schema import (
@@ -227,7 +227,7 @@ class ScenarioPlan(Plan):
         if self.scenario.fail_input is None:
             return None
         return {
-            "code": "INPUT_PARSE_ERROR",
+            "code": InputParseError.code,
             "message": self.scenario.fail_input,
             "details": [{"line": 1, "message": self.scenario.fail_input}],
         }
