@@ -115,6 +115,7 @@ def serve(settings: Settings) -> int:
     settings = settings.replace(port=sock.getsockname()[1])
     try:
         core = Emulator(settings)
+        core.store.preflight()
     except ConfigError as exc:
         sock.close()
         print(f"scaigrid-emulator: error: {exc}", file=sys.stderr)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from decimal import Decimal
 from typing import Any
@@ -111,10 +112,33 @@ class Store:
         found = await self.get_meta("schema_version")
         if found != str(SCHEMA_VERSION):
             await self.close()
-            raise ConfigError(
-                f"{self.path}: the database has schema version {found}, and this emulator "
-                f"uses version {SCHEMA_VERSION}; give another --db file, or delete this one"
-            )
+            raise self._wrong_version(found)
+
+    def _wrong_version(self, found: str | None) -> ConfigError:
+        return ConfigError(
+            f"{self.path}: the database has schema version {found}, and this emulator "
+            f"uses version {SCHEMA_VERSION}; give another --db file, or delete this one"
+        )
+
+    def preflight(self) -> None:
+        """Before serving (and announcing a URL): the database file opens, and is of this
+        schema version if it is one of ours already. Blocking, so only for startup."""
+        if self.path == ":memory:":
+            return
+        try:
+            with contextlib.closing(sqlite3.connect(self.path)) as db:
+                has_meta = db.execute(
+                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+                ).fetchall()
+                rows = (
+                    db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
+                    if has_meta
+                    else []
+                )
+        except sqlite3.Error as exc:
+            raise ConfigError(f"{self.path}: cannot open the database: {exc}") from None
+        if rows and rows[0][0] != str(SCHEMA_VERSION):
+            raise self._wrong_version(rows[0][0])
 
     async def close(self) -> None:
         """Release the connection; calling it twice is harmless."""

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import selectors
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -207,3 +209,37 @@ def test_bad_setting_exits_2_with_one_line(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert done.stderr.startswith("scaigrid-emulator: error: --clock='sideways': ")
     assert "Traceback" not in done.stderr
+
+
+def _old_database(path: Path) -> Path:
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        db.execute("INSERT INTO meta VALUES ('schema_version', '99')")
+        db.commit()
+    return path
+
+
+@pytest.mark.parametrize(
+    ("db", "says"),
+    [
+        (_old_database, "the database has schema version 99, and this emulator uses version"),
+        (lambda p: p / "no-such-folder" / "x.db", "cannot open the database"),
+    ],
+)
+def test_a_database_that_cannot_be_used_is_refused_before_any_url(
+    tmp_path: Path, db: Callable[[Path], Path], says: str
+) -> None:
+    path = db(tmp_path / "old.db") if db is _old_database else db(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "emulator", "serve", "--port", "0", "--db", str(path)],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=tmp_path,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stdout == ""  # no "listening on" line
+    assert done.stderr.startswith(f"scaigrid-emulator: error: {path}: ")
+    assert says in done.stderr and "Traceback" not in done.stderr
