@@ -31,21 +31,25 @@ class Embedder:
 
     def __init__(self, prefix: bytes) -> None:
         self._prefix = prefix
-        self._word_lanes: dict[tuple[str, str], int] = {}  # LRU by dict order
+        self._word_lanes: dict[tuple[str, int, str], int] = {}  # LRU by dict order
 
     def embed(self, slug: str, full: int, text: str, width: int) -> list[float]:
         """The unit vector for `text`: model `slug`'s `full`-wide vector cut to `width` and
-        renormalised, so a smaller `dimensions` keeps the leading components."""
+        renormalised, so a smaller `dimensions` keeps the leading components.
+
+        Only `width` lanes are ever made: SHAKE's shorter output is a prefix of its longer one,
+        and lanes add up independently, so the first `width` lanes of the full vector are the
+        `width`-lane vector (`full` only names the model's own size)."""
         words = sorted(set(_WORD_RE.findall(text.lower())))
         chunks = [words[i : i + _WORDS_PER_CHUNK] for i in range(0, len(words), _WORDS_PER_CHUNK)]
         parts = []
         for i, chunk in enumerate(chunks or [[]]):
-            packed = _WORD_WEIGHT * sum(self._lanes(slug, full, w) for w in chunk)
+            packed = _WORD_WEIGHT * sum(self._lanes(slug, width, w) for w in chunk)
             terms = _WORD_WEIGHT * len(chunk)
             if i == 0:  # the whole-text vector rides in the first chunk
-                packed += self._text_lanes(slug, full, text)
+                packed += self._text_lanes(slug, width, text)
                 terms += 1
-            parts.append(_as_doubles(packed, terms, full, width))
+            parts.append(_as_doubles(packed, terms, width, width))
         values, centre = parts[0] if len(parts) == 1 else _add_parts(parts)
         # dist() and the one comprehension run over floats with an exact offset: the cheapest
         # way to centre and normalise without numpy.
@@ -53,7 +57,7 @@ class Embedder:
         return [(v - centre) * scale for v in values]
 
     def _lanes(self, slug: str, width: int, word: str) -> int:
-        key = (slug, word)
+        key = (slug, width, word)
         cache = self._word_lanes
         packed = cache.pop(key, None)  # pop and re-insert: dict order is then recency order
         if packed is None:
