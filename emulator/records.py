@@ -75,6 +75,10 @@ class RequestRecord:
     body: Any
 
 
+#: a parsed request as stored: (idx, line, custom_id, url, the input line's raw bytes)
+RequestRow = tuple[int, int, str, str, bytes]
+
+
 @dataclass(slots=True)
 class ResultRecord:
     """One result line: `payload` is the response data object (ok) or the error object, as JSON."""

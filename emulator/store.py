@@ -18,10 +18,10 @@ import aiosqlite
 import orjson
 
 from emulator.errors import ConfigError
-from emulator.records import BatchRecord, FileRecord, RequestRecord, ResultRecord
+from emulator.records import BatchRecord, FileRecord, RequestRecord, RequestRow, ResultRecord
 from emulator.status import ACTIVE
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -34,7 +34,7 @@ CREATE INDEX IF NOT EXISTS files_by_tenant ON files (tenant_id, seq);
 CREATE TABLE IF NOT EXISTS file_chunks (
     file_seq INTEGER NOT NULL, n INTEGER NOT NULL, data BLOB NOT NULL,
     PRIMARY KEY (file_seq, n)
-) WITHOUT ROWID;
+);
 CREATE TABLE IF NOT EXISTS batches (
     seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, tenant_id TEXT NOT NULL,
     status TEXT NOT NULL, completion_window TEXT NOT NULL, input_file_id TEXT NOT NULL,
@@ -50,12 +50,12 @@ CREATE INDEX IF NOT EXISTS batches_by_tenant ON batches (tenant_id, seq);
 CREATE INDEX IF NOT EXISTS batches_by_status ON batches (status);
 CREATE TABLE IF NOT EXISTS requests (
     batch_seq INTEGER NOT NULL, idx INTEGER NOT NULL, line INTEGER NOT NULL,
-    custom_id TEXT NOT NULL, url TEXT NOT NULL, body BLOB NOT NULL, PRIMARY KEY (batch_seq, idx)
-) WITHOUT ROWID;
+    custom_id TEXT NOT NULL, url TEXT NOT NULL, raw BLOB NOT NULL, PRIMARY KEY (batch_seq, idx)
+);
 CREATE TABLE IF NOT EXISTS results (
     batch_seq INTEGER NOT NULL, idx INTEGER NOT NULL, custom_id TEXT NOT NULL,
     ok INTEGER NOT NULL, payload BLOB NOT NULL, PRIMARY KEY (batch_seq, idx)
-) WITHOUT ROWID;
+);
 """
 
 _BATCH_COLUMNS = (
@@ -87,6 +87,10 @@ class Store:
     def __init__(self, path: str) -> None:
         self.path = path
         self._db: aiosqlite.Connection | None = None
+        # Reads of a file database go through a second connection: in WAL mode it sees only
+        # committed rows, so a read neither waits for the writer nor sees what a crash can
+        # still lose. An in-memory database has one connection, and reads take the write lock.
+        self._reader: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()  # made again in open(), inside the loop that uses it
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -105,6 +109,9 @@ class Store:
             (str(SCHEMA_VERSION),),
         )
         await self._db.commit()
+        if self.path != ":memory:":
+            self._reader = await aiosqlite.connect(self.path)
+            await self._reader.execute("PRAGMA query_only=1")
         await self._check_version()
 
     async def _check_version(self) -> None:
@@ -141,7 +148,10 @@ class Store:
             raise self._wrong_version(rows[0][0])
 
     async def close(self) -> None:
-        """Release the connection; calling it twice is harmless."""
+        """Release the connections; calling it twice is harmless."""
+        if self._reader is not None:
+            reader, self._reader = self._reader, None
+            await reader.close()
         if self._db is not None:
             db, self._db = self._db, None
             await db.close()
@@ -164,10 +174,11 @@ class Store:
             await db.commit()
 
     async def _all(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
-        # Reads share the one connection with writes, so they take the write lock too: a read
-        # between a write's statements and its commit would see rows that a crash can still
-        # lose (a status showing progress that is gone after a restart).
         self.db  # noqa: B018 - raises StoreClosed before open() and after close()
+        if self._reader is not None:
+            return list(await self._reader.execute_fetchall(sql, args))
+        # The one connection of an in-memory database: a read between a write's statements and
+        # its commit would see rows that are not committed yet, so it waits for the commit.
         async with self._lock:
             return list(await self.db.execute_fetchall(sql, args))
 
@@ -313,21 +324,19 @@ class Store:
 
     # --- requests and results ------------------------------------------------------------------
 
-    async def start_batch(
-        self, b: BatchRecord, requests: Sequence[RequestRecord], changed: Sequence[str] = ()
-    ) -> None:
-        """Store the parsed requests and the batch fields `changed`, in one transaction."""
+    async def clear_requests(self, batch_seq: int) -> None:
+        """Drop a batch's parsed requests (a parse cut off by a crash starts again from none)."""
         async with self._write() as db:
-            await db.execute("DELETE FROM requests WHERE batch_seq = ?", (b.seq,))
+            await db.execute("DELETE FROM requests WHERE batch_seq = ?", (batch_seq,))
+
+    async def insert_requests(self, batch_seq: int, rows: Sequence[RequestRow]) -> None:
+        """A chunk of parsed requests: (idx, line, custom_id, url, the input line's raw bytes)."""
+        async with self._write() as db:
             await db.executemany(
-                "INSERT INTO requests (batch_seq, idx, line, custom_id, url, body)"
+                "INSERT INTO requests (batch_seq, idx, line, custom_id, url, raw)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    (b.seq, r.idx, r.line, r.custom_id, r.url, orjson.dumps(r.body))
-                    for r in requests
-                ],
+                [(batch_seq, *row) for row in rows],
             )
-            await self._update(db, b, changed)
 
     async def fetch_requests(self, batch_seq: int, idxs: Sequence[int]) -> list[RequestRecord]:
         """The requests at positions `idxs`, in that order (callers pass at most ~500)."""
@@ -339,10 +348,12 @@ class Store:
         else:
             sql, args = f"idx IN ({', '.join('?' * len(idxs))})", list(idxs)
         rows = await self._all(
-            f"SELECT idx, line, custom_id, url, body FROM requests WHERE batch_seq = ? AND {sql}",
+            f"SELECT idx, line, custom_id, url, raw FROM requests WHERE batch_seq = ? AND {sql}",
             [batch_seq, *args],
         )
-        by_idx = {r[0]: RequestRecord(r[0], r[1], r[2], r[3], orjson.loads(r[4])) for r in rows}
+        by_idx = {
+            r[0]: RequestRecord(r[0], r[1], r[2], r[3], orjson.loads(r[4])["body"]) for r in rows
+        }
         return [by_idx[i] for i in idxs if i in by_idx]
 
     async def done_indexes(self, batch_seq: int) -> set[int]:

@@ -31,6 +31,8 @@ import orjson
 import pytest
 from conftest import KEY, Harness, chat_line, embed_line, jsonl
 
+from emulator.store import Store
+
 ROOT = Path(__file__).resolve().parent.parent
 TOTAL = 20_000
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -199,8 +201,8 @@ class Rollback(Exception):
 
 
 async def test_reads_never_see_a_write_that_is_not_committed(emu: Harness) -> None:
-    """Reads share the store's one connection with writes; they must wait for the commit, or a
-    status could report progress that a crash before the commit loses (as the test above saw)."""
+    """An in-memory store has one connection: a read waits for the write in progress, or a
+    status could report progress that a crash before the commit loses."""
     store = emu.core.store
     with pytest.raises(Rollback):
         async with store._write() as db:
@@ -211,3 +213,24 @@ async def test_reads_never_see_a_write_that_is_not_committed(emu: Harness) -> No
             assert not read.done()
             raise Rollback
     assert await read is None
+
+
+async def test_file_store_reads_neither_wait_for_the_writer_nor_see_uncommitted_rows(
+    tmp_path: Path,
+) -> None:
+    """A file store reads through its own connection (WAL): a status read during a long write
+    answers at once, with the last committed state."""
+    store = Store(str(tmp_path / "emulator.db"))
+    await store.open()
+    try:
+        with pytest.raises(Rollback):
+            async with store._write() as db:
+                await db.execute("INSERT INTO meta (key, value) VALUES ('probe', 'uncommitted')")
+                # Awaited while this task holds the write lock: a read that waited would hang.
+                assert await asyncio.wait_for(store.get_meta("probe"), 10) is None
+                raise Rollback
+        async with store._write() as db:
+            await db.execute("INSERT INTO meta (key, value) VALUES ('probe', 'committed')")
+        assert await store.get_meta("probe") == "committed"
+    finally:
+        await store.close()

@@ -58,7 +58,7 @@ class Recorder:
 
     def __init__(self, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
         self.last: BatchRecord | None = None
-        for name in ("update_batch", "start_batch", "record_results", "insert_batch"):
+        for name in ("update_batch", "record_results", "insert_batch"):
             monkeypatch.setattr(store, name, self._wrap(getattr(store, name)))
 
     def _wrap(self, real: Any) -> Any:

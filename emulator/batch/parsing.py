@@ -1,32 +1,37 @@
 """Parsing a batch's JSONL input: fatal problems (which fail the batch) with 1-based line numbers.
 
-Per-request problems (an unknown model, a missing field) are not found here: they become error
-records when the request runs, as on the real service.
+The input is read once, as a stream: each good line becomes a stored request row (its raw bytes,
+not a re-encoding), in chunks, so an input of any size is never held in memory. Per-request
+problems (an unknown model, a missing field) are not found here: they become error records when
+the request runs, as on the real service.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from emulator.endpoints import BATCHABLE
 from emulator.errors import InputParseError
-from emulator.records import RequestRecord
+from emulator.records import RequestRow
 
 MAX_PROBLEMS = 100
+ROWS_PER_CHUNK = 2000
 
 
-@dataclass
-class ParsedInput:
-    requests: list[RequestRecord] = field(default_factory=list)
-    problems: list[dict[str, Any]] = field(default_factory=list)
+class InputParser:
+    """Checks lines one by one; remembers the custom_ids seen and the first problems found."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.problems: list[dict[str, Any]] = []
+        self._seen: set[str] = set()
 
     @property
     def ok(self) -> bool:
-        return not self.problems and bool(self.requests)
+        return not self.problems and self.count > 0
 
     def error(self) -> dict[str, Any]:
         """The batch's `error` object for a fatal parse failure."""
@@ -38,6 +43,57 @@ class ParsedInput:
             "message": f"Input file could not be parsed ({where}{first['message']}).",
             "details": problems,
         }
+
+    async def rows(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[list[RequestRow]]:
+        """The request rows of the input, a chunk at a time; after the first problem no more
+        rows come (the batch will fail), but the rest is still read for its problems."""
+        rows: list[RequestRow] = []
+        async for number, raw in lines_of(chunks):
+            if not raw.strip():
+                continue
+            row = self.feed(number, raw)
+            if row is None or self.problems:
+                continue
+            rows.append(row)
+            if len(rows) >= ROWS_PER_CHUNK:
+                yield rows
+                rows = []
+        if rows and not self.problems:
+            yield rows
+
+    def feed(self, number: int, raw: bytes) -> RequestRow | None:
+        """The row for input line `number`, or None (and a problem noted) if it is bad."""
+        found = self._check(raw)
+        if isinstance(found, str):
+            if len(self.problems) < MAX_PROBLEMS:
+                self.problems.append({"line": number, "message": found})
+            return None
+        custom_id, url = found
+        self.count += 1
+        return (self.count - 1, number, custom_id, url, raw)
+
+    def _check(self, raw: bytes) -> tuple[str, str] | str:
+        """(custom_id, url) of a good line, or what is wrong with it."""
+        try:
+            line = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return "not valid JSON"
+        if not isinstance(line, dict):
+            return "not a JSON object"
+        custom_id = line.get("custom_id")
+        if not isinstance(custom_id, str) or not custom_id:
+            return "missing or empty custom_id"
+        if custom_id in self._seen:
+            return f"duplicate custom_id '{custom_id}'"
+        self._seen.add(custom_id)
+        if line.get("method") != "POST":
+            return f"method must be POST, got {line.get('method')!r}"
+        url = line.get("url")
+        if url not in BATCHABLE:
+            return f"url {url!r} is not a batchable route ({', '.join(sorted(BATCHABLE))})"
+        if not isinstance(line.get("body"), dict):
+            return "body must be a JSON object"
+        return custom_id, url
 
 
 async def lines_of(chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[int, bytes]]:
@@ -52,41 +108,3 @@ async def lines_of(chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[int, byt
             yield number, part
     if carry:
         yield number + 1, carry
-
-
-async def parse_input(chunks: AsyncIterator[bytes]) -> ParsedInput:
-    out = ParsedInput()
-    seen: set[str] = set()
-    async for number, raw in lines_of(chunks):
-        if not raw.strip():
-            continue
-        problem = _check_line(number, raw, seen, out.requests)
-        if problem and len(out.problems) < MAX_PROBLEMS:
-            out.problems.append({"line": number, "message": problem})
-    return out
-
-
-def _check_line(
-    number: int, raw: bytes, seen: set[str], requests: list[RequestRecord]
-) -> str | None:
-    try:
-        line = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return "not valid JSON"
-    if not isinstance(line, dict):
-        return "not a JSON object"
-    custom_id = line.get("custom_id")
-    if not isinstance(custom_id, str) or not custom_id:
-        return "missing or empty custom_id"
-    if custom_id in seen:
-        return f"duplicate custom_id '{custom_id}'"
-    seen.add(custom_id)
-    if line.get("method") != "POST":
-        return f"method must be POST, got {line.get('method')!r}"
-    url = line.get("url")
-    if url not in BATCHABLE:
-        return f"url {url!r} is not a batchable route ({', '.join(sorted(BATCHABLE))})"
-    if not isinstance(line.get("body"), dict):
-        return "body must be a JSON object"
-    requests.append(RequestRecord(len(requests), number, custom_id, url, line["body"]))
-    return None

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from emulator.batch.parsing import ParsedInput, parse_input
+from emulator.batch.parsing import InputParser
 from emulator.batch.pricing import discounted, live_cost
 from emulator.clock import Clock
 from emulator.endpoints import IMAGES
@@ -175,24 +175,32 @@ class Worker:
         """Parse the input: a fatal problem fails the batch; otherwise it starts processing."""
         b = prog.batch
         failure = prog.plan.fail_input()
-        parsed = ParsedInput()
+        parsed = InputParser()
         if failure is None:
             parsed = await self._parse(b)
             failure = None if parsed.ok else parsed.error()
         if failure is not None:
+            await self.store.clear_requests(b.seq)
             await self.store.update_batch(b, b.move(BatchStatus.FAILED, start, error=failure))
             return
-        changed = b.move(BatchStatus.PROCESSING, start, total_count=len(parsed.requests))
-        await self.store.start_batch(b, parsed.requests, changed)
+        changed = b.move(BatchStatus.PROCESSING, start, total_count=parsed.count)
+        await self.store.update_batch(b, changed)
         prog.plan_schedule()
 
-    async def _parse(self, b: BatchRecord) -> ParsedInput:
+    async def _parse(self, b: BatchRecord) -> InputParser:
+        """Read the input once, storing its requests in chunks as they are checked. A parse cut
+        short by a crash left some rows: they go first, and the batch is still pending."""
+        parser = InputParser()
         f = await self.store.get_file(b.tenant_id, b.input_file_id)
         if f is None:
-            return ParsedInput(
-                problems=[{"message": "the input file was deleted before the batch started"}]
+            parser.problems.append(
+                {"message": "the input file was deleted before the batch started"}
             )
-        return await parse_input(self.store.iter_file_chunks(f.seq))
+            return parser
+        await self.store.clear_requests(b.seq)
+        async for rows in parser.rows(self.store.iter_file_chunks(f.seq)):
+            await self.store.insert_requests(b.seq, rows)
+        return parser
 
     async def _step(self, prog: Progress) -> tuple[bool, float | None]:
         """One chunk of due requests: (True, None) if more may be due now, else (False, next)."""
@@ -331,9 +339,7 @@ class Worker:
                     # the requests get their BATCH_CANCELLED records; an input that does not
                     # parse has none
                     parsed = await self._parse(b)
-                    total = len(parsed.requests) if parsed.ok else 0
-                    if parsed.ok:
-                        await self.store.start_batch(b, parsed.requests)
+                    total = parsed.count if parsed.ok else 0
                 await self._close_rest(
                     prog, BatchStatus.CANCELLED, BatchCancelled(), self.clock.now(),
                     total_count=total,
