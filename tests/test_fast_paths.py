@@ -17,6 +17,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import orjson
@@ -48,8 +49,9 @@ BODIES = 4000
 
 # --- 1. the plain-chat fast check against the full validation -----------------------------------
 
-# Each option: values the full validation accepts (for every chat model), and values it refuses.
-# `None` is an explicit JSON null, which both paths read as "not given".
+# Each option: values valid on their own (for every chat model; tool_choice "required" and a named
+# function also need the tool), and values never valid. `None` is an explicit JSON null, which
+# both paths read as "not given".
 TOOL = {
     "type": "function",
     "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {}}},
@@ -74,8 +76,14 @@ OPTIONS: dict[str, tuple[list[Any], list[Any]]] = {
     ),
     "tools": ([[TOOL], [], None], ["get_weather", {}, [{"type": "function"}], [TOOL, "x"], [1]]),
     "tool_choice": (
-        ["auto", "none", None],
-        ["required", "bogus", 1, {"function": {"name": "nope"}}, {"type": "function"}],
+        [
+            "auto",
+            "none",
+            None,
+            "required",
+            {"type": "function", "function": {"name": "get_weather"}},
+        ],
+        ["bogus", 1, {"function": {"name": "nope"}}, {"type": "function"}, ["auto"]],
     ),
     "response_format": (
         [
@@ -191,8 +199,8 @@ def outcome(call: Callable[[], Any]) -> Outcome:
 
 
 def run_all(bodies: list[Any], engine: Engine) -> tuple[list[Outcome], list[Outcome]]:
-    checked = [outcome(lambda b=b: check_request(CHAT, b, CATALOGUE)) for b in bodies]
-    answered = [outcome(lambda b=b: engine.infer(CHAT, b, created=0)) for b in bodies]
+    checked = [outcome(partial(check_request, CHAT, b, CATALOGUE)) for b in bodies]
+    answered = [outcome(partial(engine.infer, CHAT, b, created=0)) for b in bodies]
     return checked, answered
 
 
@@ -277,7 +285,6 @@ class Rig:
     live: Live
     clock: Clock
     scenarios: Scenarios
-    engine: Engine
     #: the route of every call that reached the engine
     calls: list[str] = field(default_factory=list)
 
@@ -294,7 +301,7 @@ def rig(monkeypatch: pytest.MonkeyPatch) -> Rig:
     engine = Engine(SEED, CATALOGUE)
     scenarios = Scenarios("happy-path", SEED)
     clock = Clock("frozen", start=START)
-    out = Rig(Live(engine, clock, scenarios), clock, scenarios, engine)
+    out = Rig(Live(engine, clock, scenarios), clock, scenarios)
     infer = engine.infer
 
     def counting(route: str, body: Any, **kwargs: Any) -> dict[str, Any]:
@@ -354,6 +361,16 @@ def test_other_bytes_are_another_entry_even_for_an_equal_body(rig: Rig) -> None:
     rig.ask(CHAT, body, raw=compact)
     rig.ask(CHAT, body, raw=spaced)
     assert rig.calls == [CHAT] * 3
+
+
+def test_the_same_bytes_on_another_route_are_another_entry(rig: Rig) -> None:
+    both = {**chat(), "prompt": "Once upon a time"}  # a valid chat body and a valid generate body
+    raw = orjson.dumps(both)
+    as_chat, as_text = rig.ask(CHAT, both, raw=raw), rig.ask(GENERATE, both, raw=raw)
+    assert (as_chat["object"], as_text["object"]) == ("chat.completion", "text_completion")
+    assert rig.ask(CHAT, both, raw=raw) == as_chat
+    assert rig.ask(GENERATE, both, raw=raw) == as_text
+    assert rig.calls == [CHAT, GENERATE]
 
 
 def test_only_chat_and_generate_are_remembered() -> None:
