@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass, field
 
 import orjson
@@ -40,6 +41,8 @@ from emulator.store import Store
 log = logging.getLogger("emulator.batch.worker")
 
 CHUNK = 500
+#: the longest the worker computes before letting the event loop serve the API in between
+SLICE_SECONDS = 0.005
 
 
 @dataclass
@@ -222,8 +225,7 @@ class Worker:
             prog.cursor += 1
         if due:
             requests = await self.store.fetch_requests(b.seq, due)
-            results = [self._execute(prog, r) for r in requests]
-            await self._record(prog, results)
+            await self._record(prog, await self._execute_all(prog, requests))
             return True, None
         if len(prog.done) >= b.total_count:
             await self._finish(prog, BatchStatus.COMPLETED, self._last_finish(prog))
@@ -239,6 +241,20 @@ class Worker:
             )
             return True, None
         return False, min(b.started_at + prog.offsets[prog.order[prog.cursor]], b.expires_at)
+
+    async def _execute_all(
+        self, prog: Progress, requests: list[RequestRecord]
+    ) -> list[ResultRecord]:
+        """Run a chunk of requests in slices of a few milliseconds, so a status poll or a live
+        call waits at most one slice for the event loop, not a whole chunk."""
+        results = []
+        deadline = time.perf_counter() + SLICE_SECONDS
+        for r in requests:
+            results.append(self._execute(prog, r))
+            if time.perf_counter() >= deadline:
+                await asyncio.sleep(0)
+                deadline = time.perf_counter() + SLICE_SECONDS
+        return results
 
     def _budget(self, prog: Progress) -> int:
         """How many more requests may run in this chunk (a service cancel stops at N)."""
