@@ -227,7 +227,7 @@ def _check_messages(messages: Any, errs: Errors) -> None:
     for i, message in enumerate(messages):
         if not isinstance(message, dict):
             errs.append(_err(f"messages[{i}]", "Each message must be an object."))
-        elif message.get("role") not in _ROLES:
+        elif not isinstance(message.get("role"), str) or message["role"] not in _ROLES:
             errs.append(_err(f"messages[{i}].role", f"role must be one of: {_ROLE_LIST}."))
         elif not isinstance(message.get("content"), _CONTENT):
             errs.append(_err(f"messages[{i}].content", "content must be a string, list or null."))

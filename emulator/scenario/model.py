@@ -84,9 +84,11 @@ class Match:
 
 
 def request_text(body: dict[str, Any]) -> str:
-    """The text a request carries (messages, prompt or input), for content matching."""
+    """The text a request carries (messages, prompt or input), for content matching. It runs
+    before the body is checked, so anything of the wrong type is skipped, not trusted."""
     parts: list[str] = []
-    for message in body.get("messages") or ():
+    messages = body.get("messages")
+    for message in messages if isinstance(messages, list) else ():
         content = message.get("content") if isinstance(message, dict) else None
         if isinstance(content, str):
             parts.append(content)
@@ -94,11 +96,10 @@ def request_text(body: dict[str, Any]) -> str:
             parts.extend(str(p.get("text", "")) for p in content if isinstance(p, dict))
     for key in ("prompt", "input"):
         value = body.get(key)
-        parts.extend(
-            [value]
-            if isinstance(value, str)
-            else [str(v) for v in value or () if isinstance(v, str)]
-        )
+        if isinstance(value, str):
+            parts.append(value)
+        elif isinstance(value, list):
+            parts.extend(v for v in value if isinstance(v, str))
     return "\n".join(parts)
 
 
