@@ -21,7 +21,8 @@ Measured (each the median of --rounds):
   live    wrk -t1 -c16 -d10s with live_chat.py's body (the same body every request; each server's
           own chat route), rounds alternating between the servers; req/s, p50, p99, CPU/request.
   batch   1,000 and 50,000 lines (half chat, half embed), uploaded, submitted, polled every 0.1 s,
-          results streamed to a file; first upload byte to last result byte. The emulator gets
+          results streamed to a file; first upload byte to last result byte. Batches over
+          5,000 lines run --big-batch-rounds times (default 1). The emulator gets
           the batch_e2e.py input; the peers the same requests as OpenAI batch lines
           (/v1/chat/completions, /v1/embeddings). A refusal is reported as such.
 
@@ -292,7 +293,14 @@ def write_openai_input(path: Path, count: int) -> int:
 
 
 def _error(step: str, resp: httpx.Response) -> dict[str, Any]:
-    return {"error": f"{step}: HTTP {resp.status_code} {resp.text[:200]}"}
+    """What the peer said, short: its error message when it sends one as JSON."""
+    try:
+        body = resp.json()
+        detail = body.get("error", body.get("detail", body))
+        message = detail.get("message", detail) if isinstance(detail, dict) else detail
+    except ValueError:
+        message = resp.text
+    return {"error": f"{step} refused ({resp.status_code}): {str(message)[:120]}"}
 
 
 def run_openai_batch(
@@ -418,7 +426,8 @@ def run_starts(workdir: Path, rounds: int) -> dict[str, Any]:
     }
 
 
-def run_batches(workdir: Path, rounds: int, sizes: list[int]) -> dict[str, Any]:
+def run_batches(workdir: Path, rounds: int, sizes: list[int], big_rounds: int) -> dict[str, Any]:
+    """Every size `rounds` times, but sizes over 5,000 lines `big_rounds` times."""
     inputs: dict[str, Path] = {}
     for n in sizes:
         inputs[f"emulator-{n}"] = workdir / f"emulator-{n}.jsonl"
@@ -429,19 +438,24 @@ def run_batches(workdir: Path, rounds: int, sizes: list[int]) -> dict[str, Any]:
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {
         k.name: {str(n): [] for n in sizes} for k in batch_kinds
     }
-    for r in range(rounds):
+    for r in range(max(rounds, big_rounds)):
         for n in sizes:
+            if r >= (rounds if n <= 5_000 else big_rounds):
+                continue
             for kind in batch_kinds:
                 result = measure_batch(kind, workdir, inputs, n)
                 runs[kind.name][str(n)].append(result)
                 shown = result.get("error") or f"{result['seconds']:.2f} s"
                 print(f"batch round {r + 1} {kind.name:8} {n:>6,} lines: {shown}", flush=True)
+    sizes_mb = {name: path.stat().st_size / 1e6 for name, path in inputs.items()}
     for path in inputs.values():
         path.unlink()
-    return {
+    result: dict[str, Any] = {
         name: {size: summarize_batches(rs) for size, rs in by_size.items()}
         for name, by_size in runs.items()
     }
+    result["input_mb"] = sizes_mb
+    return result
 
 
 # --- main ---------------------------------------------------------------------------------------
@@ -539,7 +553,7 @@ def targets(data: dict[str, Any], kinds: list[Kind], sizes: list[int]) -> list[d
                 f"peer {kind.name}: batch {n:,} lines e2e", peer_b.get("seconds"), "s", emu_s
             )
             if "error" in peer_b:
-                row["note"] = peer_b["error"]
+                row["note"] = peer_b["error"][:48]
             rows.append(row)
     return rows
 
@@ -551,6 +565,12 @@ def main() -> int:
     ap.add_argument("--duration", type=int, help="seconds per wrk round (default 10; quick 2)")
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--sizes", type=int, nargs="+", help="batch sizes (default 1000 50000)")
+    ap.add_argument(
+        "--big-batch-rounds",
+        type=int,
+        default=1,
+        help="rounds for batches over 5,000 lines (default 1: LLMock needs ~1 min for 50,000)",
+    )
     ap.add_argument(
         "--install-peers", action="store_true", help="(re)install the peers, wrk and node; exit"
     )
@@ -591,7 +611,7 @@ def main() -> int:
         if "live" not in args.skip:
             data["live"] = measure_live(KINDS, workdir, args.rounds, duration, args.connections)
         if "batch" not in args.skip:
-            data["batch"] = run_batches(workdir, args.rounds, sizes)
+            data["batch"] = run_batches(workdir, args.rounds, sizes, args.big_batch_rounds)
     report(data, KINDS, sizes)
     data["targets"] = targets(data, KINDS, sizes)
     path = write_results("peers", data)

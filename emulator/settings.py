@@ -186,5 +186,5 @@ def build_settings(args: Mapping[str, str | None], env: Mapping[str, str]) -> Se
 
 
 def settings_table() -> Sequence[tuple[str, str, str, str]]:
-    """(flag, environment variable, default, help) rows, for docs and `/_emulator/settings`."""
+    """(flag, environment variable, default, help) rows: the README's settings table."""
     return [(s.flag, s.env, "" if s.default is None else str(s.default), s.help) for s in SETTINGS]
