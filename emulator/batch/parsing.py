@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from emulator.endpoints import BATCHABLE
+from emulator.endpoints import BATCHABLE, OPENAI_PATHS, route_of
 from emulator.errors import InputParseError
 from emulator.records import RequestRecord
 
@@ -54,20 +54,26 @@ async def lines_of(chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[int, byt
         yield number + 1, carry
 
 
-async def parse_input(chunks: AsyncIterator[bytes]) -> ParsedInput:
+async def parse_input(chunks: AsyncIterator[bytes], endpoint: str | None = None) -> ParsedInput:
+    """Every request of the input. A batch made on the OpenAI surface names its `endpoint`, and
+    then each line's url must name that same route, by its OpenAI (or its native) path."""
     out = ParsedInput()
     seen: set[str] = set()
     async for number, raw in lines_of(chunks):
         if not raw.strip():
             continue
-        problem = _check_line(number, raw, seen, out.requests)
+        problem = _check_line(number, raw, seen, out.requests, route_of(endpoint))
         if problem and len(out.problems) < MAX_PROBLEMS:
             out.problems.append({"line": number, "message": problem})
     return out
 
 
 def _check_line(
-    number: int, raw: bytes, seen: set[str], requests: list[RequestRecord]
+    number: int,
+    raw: bytes,
+    seen: set[str],
+    requests: list[RequestRecord],
+    endpoint: str | None = None,
 ) -> str | None:
     try:
         line = orjson.loads(raw)
@@ -84,9 +90,14 @@ def _check_line(
     if line.get("method") != "POST":
         return f"method must be POST, got {line.get('method')!r}"
     url = line.get("url")
-    if url not in BATCHABLE:
-        return f"url {url!r} is not a batchable route ({', '.join(sorted(BATCHABLE))})"
+    # a native batch takes the native routes; an OpenAI batch its endpoint's, by either path
+    route = route_of(url) if endpoint is not None else url if url in BATCHABLE else None
+    if route is None:
+        known = ", ".join(sorted(BATCHABLE if endpoint is None else OPENAI_PATHS))
+        return f"url {url!r} is not a batchable route ({known})"
+    if endpoint is not None and route != endpoint:
+        return f"url {url!r} does not match the batch's endpoint"
     if not isinstance(line.get("body"), dict):
         return "body must be a JSON object"
-    requests.append(RequestRecord(len(requests), number, custom_id, url, line["body"]))
+    requests.append(RequestRecord(len(requests), number, custom_id, route, line["body"]))
     return None

@@ -192,14 +192,15 @@ class Worker:
             return ParsedInput(
                 problems=[{"message": "the input file was deleted before the batch started"}]
             )
-        return await parse_input(self.store.iter_file_chunks(f.seq))
+        return await parse_input(self.store.iter_file_chunks(f.seq), b.extra.get("endpoint"))
 
     async def _step(self, prog: Progress) -> tuple[bool, float | None]:
         """One chunk of due requests: (True, None) if more may be due now, else (False, next)."""
         b = prog.batch
         assert b.started_at is not None
         now = self.clock.now()
-        cutoff = min(now, b.expires_at)
+        cancel_at: float | None = b.extra.get("cancel_at")  # a cancel that takes time
+        cutoff = min(now, b.expires_at, now if cancel_at is None else cancel_at)
         budget = self._budget(prog)
         # A batch that could only start when its window closed (a start delay longer than the
         # window) runs nothing: every request expires.
@@ -217,8 +218,15 @@ class Worker:
             results = [self._execute(prog, r) for r in requests]
             await self._record(prog, results)
             return True, None
+        if cancel_at is not None and cutoff >= cancel_at:
+            await self._close_rest(prog, BatchStatus.CANCELLED, BatchCancelled(), cancel_at)
+            return True, None
         if len(prog.done) >= b.total_count:
-            await self._finish(prog, BatchStatus.COMPLETED, self._last_finish(prog))
+            # finalizing: a scenario may make writing the results take time
+            at = self._last_finish(prog) + prog.plan.finalize
+            if cancel_at is not None or now < at:
+                return False, at if cancel_at is None else cancel_at
+            await self._finish(prog, BatchStatus.COMPLETED, at)
             return True, None  # the caller sees the final status and lets go of the progress
         if self._budget(prog) == 0:
             await self._close_rest(
@@ -230,7 +238,8 @@ class Worker:
                 prog, BatchStatus.COMPLETED, CompletionWindowExpired(), b.expires_at
             )
             return True, None
-        return False, min(b.started_at + prog.offsets[prog.order[prog.cursor]], b.expires_at)
+        due_at = min(b.started_at + prog.offsets[prog.order[prog.cursor]], b.expires_at)
+        return False, due_at if cancel_at is None else min(due_at, cancel_at)
 
     def _budget(self, prog: Progress) -> int:
         """How many more requests may run in this chunk (a service cancel stops at N)."""
@@ -325,6 +334,9 @@ class Worker:
             b = prog.batch
             if is_final(b.status):  # finished by a pass that has not let go of it yet
                 raise BatchNotCancellable(f"Batch '{b.id}' is already {b.status}.")
+            if b.status == BatchStatus.PROCESSING and prog.plan.cancel_delay > 0:
+                await self._cancel_later(prog)
+                return b
             try:
                 total = b.total_count
                 if b.status == BatchStatus.PENDING:
@@ -342,6 +354,16 @@ class Worker:
                 self._forget(b.seq)
         self.kick()
         return b
+
+    async def _cancel_later(self, prog: Progress) -> None:
+        """A cancel that takes `cancel_delay` (OpenAI's `cancelling`): requests due before then
+        still finish, the rest are cancelled then. Asking again changes nothing."""
+        b = prog.batch
+        if "cancel_at" not in b.extra:
+            now = self.clock.now()
+            b.extra = {**b.extra, "cancelling_at": now, "cancel_at": now + prog.plan.cancel_delay}
+            await self.store.update_batch(b, ("extra",))
+        self.kick()
 
 
 def _error(r: RequestRecord, err: EmulatorError) -> ResultRecord:
