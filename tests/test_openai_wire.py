@@ -415,3 +415,20 @@ async def test_native_submit_keeps_its_routes(emu: Harness) -> None:
     await emu.settle()
     assert (await emu.batch(resp.json()["data"]["id"]))["status"] == "failed"
     assert CHAT == "/v1/inference/chat"
+
+
+async def test_a_cancel_outlasting_the_window_after_every_request_ran_ends_cancelled(
+    emu: Harness, oai: httpx.AsyncClient
+) -> None:
+    await use(emu, "name: x\nprocessing: {finalize: 1h, cancel_delay: 2h}\nbatch: {window: 1h}\n")
+    batch = await create(oai, [oai_line("a")])
+    await emu.settle()
+    assert (await get(oai, batch["id"]))["status"] == "finalizing"
+    assert (await oai.post(f"/batches/{batch['id']}/cancel")).json()["status"] == "cancelling"
+    await emu.advance(3600)  # the window closes: nothing is left to expire
+    assert (await get(oai, batch["id"]))["status"] == "cancelling"
+    assert await emu.core.worker.run_due() == emu.core.clock.now() + 3600
+    await emu.advance(3600)
+    done = await get(oai, batch["id"])
+    assert done["status"] == "cancelled" and done["request_counts"]["completed"] == 1
+    assert done["cancelled_at"] == done["cancelling_at"] + 7200

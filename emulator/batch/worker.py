@@ -222,10 +222,15 @@ class Worker:
             await self._close_rest(prog, BatchStatus.CANCELLED, BatchCancelled(), cancel_at)
             return True, None
         if len(prog.done) >= b.total_count:
+            if cancel_at is not None:  # a cancel still taking effect ends the batch, even now
+                if now < cancel_at:
+                    return False, cancel_at
+                await self._finish(prog, BatchStatus.CANCELLED, cancel_at)
+                return True, None
             # finalizing: a scenario may make writing the results take time
             at = self._last_finish(prog) + prog.plan.finalize
-            if cancel_at is not None or now < at:
-                return False, at if cancel_at is None else cancel_at
+            if now < at:
+                return False, at
             await self._finish(prog, BatchStatus.COMPLETED, at)
             return True, None  # the caller sees the final status and lets go of the progress
         if self._budget(prog) == 0:
