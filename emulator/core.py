@@ -11,6 +11,7 @@ import httpx
 
 from emulator import __version__
 from emulator.batch.files import Files
+from emulator.batch.oai import OaiView
 from emulator.batch.service import Batches, Limits
 from emulator.batch.sources import SourceConfig, Sources
 from emulator.batch.worker import Worker
@@ -56,6 +57,7 @@ class Emulator:
             files=self.files, ids=self.ids, scenarios=self.scenarios, signer=self.signer,
             limits=Limits.of(settings), sources=self.sources,
         )  # fmt: skip
+        self.oai = OaiView(self.batches, self.ids)  # the OpenAI view of the same batches and files
         self.started = False
 
     async def start(self) -> None:

@@ -37,3 +37,22 @@ ENDPOINTS: dict[str, Endpoint] = {
 }
 #: every inference endpoint may appear in a batch, mixed freely
 BATCHABLE = frozenset(ENDPOINTS)
+
+#: where the OpenAI-compatible surface is mounted: `/oai/v1/...`
+OAI_PREFIX = "/oai"
+
+#: OpenAI's path of each inference endpoint (a batch line's `url` and a batch's `endpoint`); a
+#: line may name either path, so a file is usable from both surfaces
+OPENAI_PATHS: dict[str, str] = {
+    "/v1/chat/completions": CHAT,
+    "/v1/completions": GENERATE,
+    "/v1/embeddings": EMBED,
+    "/v1/images/generations": IMAGES,
+}
+
+
+def route_of(url: object) -> str | None:
+    """The inference route a batch line's `url` names (native or OpenAI path), or None."""
+    if not isinstance(url, str):
+        return None
+    return url if url in ENDPOINTS else OPENAI_PATHS.get(url)

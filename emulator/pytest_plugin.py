@@ -5,6 +5,8 @@
         batch_id = client.submit(lines)
         scaigrid.wait_for(batch_id, "completed")
 
+    `scaigrid.openai_client()` is the official `openai` SDK pointed at `scaigrid.oai_base_url`.
+
 The server runs on a frozen clock, so nothing happens by itself with time: `advance()` moves it.
 Each test gets its own API key, hence its own tenant (open tenancy): tests never see each other's
 batches or files, and a scenario set with `use_scenario` applies to that test's tenant only.
@@ -66,12 +68,21 @@ class Scaigrid:
 
     def __init__(self, server: EmulatorServer) -> None:
         self.base_url = server.base_url
+        self.oai_base_url = f"{server.base_url}/oai/v1"  # the OpenAI-compatible surface
         self.api_key = "sgk_test_" + secrets.token_hex(20)
         self.tenant_id = open_tenant_id(self.api_key)
         self.client = httpx.Client(
             base_url=self.base_url, headers={"Authorization": f"Bearer {self.api_key}"}, timeout=30
         )
         self._control = httpx.Client(base_url=f"{self.base_url}/_emulator", timeout=60)
+
+    def openai_client(self, *, async_: bool = False, **options: Any) -> Any:
+        """The official `openai` SDK's client (`AsyncOpenAI` with `async_=True`) pointed at the
+        emulator with this test's key; `options` go to the client (`max_retries`, ...)."""
+        import openai
+
+        options = {"base_url": self.oai_base_url, "api_key": self.api_key, **options}
+        return openai.AsyncOpenAI(**options) if async_ else openai.OpenAI(**options)
 
     def _call(self, method: str, path: str, **kw: Any) -> Any:
         resp = self._control.request(method, path, **kw)

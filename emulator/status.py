@@ -57,3 +57,46 @@ def check_move(current: str, to: str) -> str:
 
 def is_final(status: str) -> bool:
     return BatchStatus(status) in FINAL
+
+
+# --- the OpenAI view ---------------------------------------------------------------------------
+
+
+class OaiStatus(StrEnum):
+    """OpenAI's eight batch statuses (the `/oai/v1` view of the same batches)."""
+
+    VALIDATING = "validating"
+    FAILED = "failed"
+    IN_PROGRESS = "in_progress"
+    FINALIZING = "finalizing"
+    COMPLETED = "completed"
+    EXPIRED = "expired"
+    CANCELLING = "cancelling"
+    CANCELLED = "cancelled"
+
+
+class Phase(StrEnum):
+    """What the native status does not say, and OpenAI's does: a processing batch whose requests
+    have all finished, or whose cancel takes time; a completed batch whose window ran out."""
+
+    FINALIZING = "finalizing"
+    CANCELLING = "cancelling"
+    EXPIRED = "expired"
+
+
+#: (native status, phase) -> OpenAI status. The native view never shows the transitional states:
+#: a batch that is finalizing or cancelling is `processing` there until it reaches its end.
+OAI_STATUS: dict[tuple[BatchStatus, Phase | None], OaiStatus] = {
+    (BatchStatus.PENDING, None): OaiStatus.VALIDATING,
+    (BatchStatus.PROCESSING, None): OaiStatus.IN_PROGRESS,
+    (BatchStatus.PROCESSING, Phase.FINALIZING): OaiStatus.FINALIZING,
+    (BatchStatus.PROCESSING, Phase.CANCELLING): OaiStatus.CANCELLING,
+    (BatchStatus.COMPLETED, None): OaiStatus.COMPLETED,
+    (BatchStatus.COMPLETED, Phase.EXPIRED): OaiStatus.EXPIRED,
+    (BatchStatus.FAILED, None): OaiStatus.FAILED,
+    (BatchStatus.CANCELLED, None): OaiStatus.CANCELLED,
+}
+
+
+def oai_status(status: str, phase: Phase | None) -> OaiStatus:
+    return OAI_STATUS[(BatchStatus(status), phase)]

@@ -383,6 +383,8 @@ async def test_openapi_lists_every_route_with_its_methods(emu: Harness) -> None:
     doc = resp.json()
     expected: dict[str, set[str]] = {}
     for route in ROUTES:
+        if route.path.startswith("/oai/"):  # described by OpenAI's own document
+            continue
         path = re.sub(r"{(\w+):\w+}", r"{\1}", route.path)
         expected.setdefault(path, set()).update(m.lower() for m in (route.methods or ()))
         expected[path].discard("head")
@@ -427,4 +429,5 @@ async def test_every_route_has_a_written_summary(emu: Harness) -> None:
     assert all(isinstance(route, Op) and route.summary for route in ROUTES)
     doc = (await emu.client.get("/openapi.json")).json()
     summaries = {op["summary"] for ops in doc["paths"].values() for op in ops.values()}
-    assert summaries == {route.summary for route in ROUTES if isinstance(route, Op)}
+    native = [r for r in ROUTES if isinstance(r, Op) and not r.path.startswith("/oai/")]
+    assert summaries == {route.summary for route in native}

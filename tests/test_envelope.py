@@ -229,6 +229,10 @@ def _problem(resp: httpx.Response, path: str) -> str | None:
     body = resp.json()
     if path in NOT_ENVELOPED and resp.status_code < 400:
         return None
+    if path.startswith("/oai/"):  # OpenAI's error body, not the envelope
+        if resp.status_code >= 400 and set(body) != {"error"}:
+            return f"not OpenAI's error body: {resp.text[:300]}"
+        return None
     if not isinstance(body, dict) or body.get("status") not in ("ok", "error"):
         return f"not an envelope: {resp.text[:300]}"
     if body["status"] == "error" and body["meta"]["request_id"] != resp.headers["x-request-id"]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from urllib.parse import quote
 
 from starlette.datastructures import UploadFile
@@ -13,6 +13,7 @@ from emulator import wire
 from emulator.api.http import JSON, caller, core_of
 from emulator.batch.files import CHUNK_BYTES, PURPOSES
 from emulator.errors import ValidationError
+from emulator.records import FileRecord
 
 
 async def _read(upload: UploadFile) -> AsyncIterator[bytes]:
@@ -32,6 +33,15 @@ def _purpose(value: object) -> str:
 
 async def create_file(request: Request) -> Response:
     principal = caller(request, "models:use")
+    record = await receive_upload(request, principal.tenant_id, _purpose)
+    return JSON(wire.ok(wire.file(record)))
+
+
+async def receive_upload(
+    request: Request, tenant_id: str, purpose_of: Callable[[object], str]
+) -> FileRecord:
+    """Store the multipart upload of a request (field `file`, and `purpose` as `purpose_of`
+    reads it); both surfaces upload through here."""
     # Starlette spools multipart parts over 1 MiB to a temporary file, so a large upload is never
     # held in memory; it is then copied into the store chunk by chunk.
     try:
@@ -48,15 +58,14 @@ async def create_file(request: Request) -> Response:
                 "Missing file.",
                 details=[{"field": "file", "message": "a file part named 'file' is required"}],
             )
-        record = await core_of(request).files.create_file(
-            principal.tenant_id,
+        return await core_of(request).files.create_file(
+            tenant_id,
             upload.filename or "upload.jsonl",
-            _purpose(form.get("purpose")),
+            purpose_of(form.get("purpose")),
             _read(upload),
         )
     finally:
         await form.close()  # removes the spooled temporary files
-    return JSON(wire.ok(wire.file(record)))
 
 
 async def list_files(request: Request) -> Response:
@@ -87,12 +96,12 @@ async def get_file_content(request: Request) -> Response:
         media_type="application/octet-stream",
         headers={
             "Content-Length": str(f.bytes),
-            "Content-Disposition": _attachment(f.filename),
+            "Content-Disposition": attachment(f.filename),
         },
     )
 
 
-def _attachment(filename: str) -> str:
+def attachment(filename: str) -> str:
     """RFC 6266: a printable-ASCII `filename` for old clients, the exact name in `filename*`
     (a header must be Latin-1, so a raw non-ASCII name cannot go in it)."""
     fallback = "".join(c if " " <= c <= "~" and c not in '"\\' else "_" for c in filename)

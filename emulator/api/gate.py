@@ -1,4 +1,5 @@
-"""The scenario gate: API-level faults, injected latency and rate limits, on any `/v1` route.
+"""The scenario gate: API-level faults, injected latency and rate limits, on any `/v1` route and
+any route of the OpenAI surface (`/oai/v1`), where errors take OpenAI's body.
 
 It sits inside the request-context middleware, so an injected fault still gets a request id and a
 journal entry. When no scenario in force asks for any of this, a request passes with one check.
@@ -47,7 +48,8 @@ class ScenarioGate:
         if effect.latency:
             await self._delay(effect.latency)
         if effect.error is not None:
-            await render_error(effect.error, scope["state"]["request_id"])(scope, receive, send)
+            response = render_error(effect.error, scope["state"]["request_id"], scope["path"])
+            await response(scope, receive, send)
             return
         if not effect.headers:
             await self.app(scope, receive, send)

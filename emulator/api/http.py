@@ -14,7 +14,8 @@ from starlette.responses import Response
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from emulator import wire
+from emulator import wire, wire_oai
+from emulator.endpoints import OAI_PREFIX
 from emulator.errors import (
     EmulatorError,
     InternalError,
@@ -118,16 +119,21 @@ def parse_object(raw: bytes) -> dict[str, Any]:
     return body
 
 
-def render_error(err: EmulatorError, request_id: str) -> Response:
+def render_error(err: EmulatorError, request_id: str, path: str = "") -> Response:
+    """The one error renderer: ScaiGrid's envelope, or OpenAI's error body and status code on
+    the OpenAI surface (`path` under `/oai/`). Both carry `Retry-After` when the error has one."""
     headers = {**err.headers}
     if err.retry_after is not None:
         headers.setdefault("Retry-After", str(err.retry_after))
+    if path.startswith(OAI_PREFIX + "/"):
+        status = wire_oai.status_of(err.status)
+        return JSON(wire_oai.error(err), status_code=status, headers=headers)
     return JSON(wire.error(err, request_id), status_code=err.status, headers=headers)
 
 
 async def on_emulator_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, EmulatorError)
-    return render_error(exc, request.scope["state"]["request_id"])
+    return render_error(exc, request.scope["state"]["request_id"], request.url.path)
 
 
 async def on_http_exception(request: Request, exc: Exception) -> Response:
@@ -141,7 +147,7 @@ async def on_http_exception(request: Request, exc: Exception) -> Response:
         err = RouteNotFound(f"No route {request.method} {request.url.path}.")
     else:
         err = EmulatorError(str(exc.detail), status=exc.status_code, code="BAD_REQUEST")
-    return render_error(err, request.scope["state"]["request_id"])
+    return render_error(err, request.scope["state"]["request_id"], request.url.path)
 
 
 def _allowed_methods(request: Request) -> list[str]:
@@ -190,7 +196,7 @@ class RequestContext:
                 raise
             status = 500
             response = render_error(
-                InternalError(f"Internal error ({type(exc).__name__})."), request_id
+                InternalError(f"Internal error ({type(exc).__name__})."), request_id, scope["path"]
             )
             await response(scope, receive, send_with_id)
         finally:

@@ -21,7 +21,7 @@ async def _infer(request: Request, route: str) -> Response:
     body = parse_object(raw)
     if route == CHAT and body.get("stream") is True:
         chunks = core.live.stream(body, principal.tenant_id)
-        return StreamingResponse(_sse(chunks), media_type="text/event-stream")
+        return StreamingResponse(sse(chunks), media_type="text/event-stream")
     base = str(request.base_url) if ENDPOINTS[route].links else None
     return JSON(wire.ok(core.live.infer(route, body, principal.tenant_id, base, raw)))
 
@@ -30,7 +30,7 @@ async def chat(request: Request) -> Response:
     return await _infer(request, CHAT)
 
 
-async def _sse(chunks: list[dict[str, object]]) -> AsyncIterator[bytes]:
+async def sse(chunks: list[dict[str, object]]) -> AsyncIterator[bytes]:
     # Chunks are computed (and validated) before the response starts, so a bad request is a
     # normal 4xx envelope, never an error half-way through a 200 stream.
     for chunk in chunks:

@@ -1,5 +1,7 @@
 """The OpenAPI 3.1 document of the native and control routes, built from the route table.
 
+The OpenAI-compatible routes (`/oai/v1`) are left out: OpenAI's own document describes them.
+
 Paths and summaries come from the app's route table, so the document cannot drift from what is
 served; the schemas below are the only hand-written part.
 """
@@ -11,6 +13,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from starlette.routing import BaseRoute, Route
+
+from emulator.endpoints import OAI_PREFIX
 
 _ERROR = {
     "type": "object",
@@ -47,7 +51,7 @@ def _path_params(path: str) -> list[dict[str, Any]]:
 def openapi_document(version: str, routes: Sequence[BaseRoute]) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
-        if not isinstance(route, Route):
+        if not isinstance(route, Route) or route.path.startswith(OAI_PREFIX + "/"):
             continue
         path = re.sub(r"{(\w+):\w+}", r"{\1}", route.path)
         for method in sorted((route.methods or set()) - {"HEAD"}):

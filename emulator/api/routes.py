@@ -9,6 +9,9 @@ from typing import Any
 from starlette.routing import Route
 
 from emulator.api import batches, control, files, inference, models
+from emulator.api.oai import batches as oai_batches
+from emulator.api.oai import files as oai_files
+from emulator.api.oai import inference as oai_inference
 from emulator.endpoints import ENDPOINTS
 
 
@@ -40,6 +43,21 @@ ROUTES: list[Route] = [
     Op("/v1/files/{file_id}", files.get_file, "GET", "Get a file"),
     Op("/v1/files/{file_id}", files.delete_file, "DELETE", "Delete a file"),
     Op("/v1/files/{file_id}/content", files.get_file_content, "GET", "Download a file's content"),
+    # the OpenAI-compatible surface: the same batches, files and engine in OpenAI's wire format
+    Op("/oai/v1/chat/completions", oai_inference.chat_completions, "POST", "OpenAI: chat completion (stream: true for SSE)"),
+    Op("/oai/v1/completions", oai_inference.completions, "POST", "OpenAI: text completion"),
+    Op("/oai/v1/embeddings", oai_inference.embeddings, "POST", "OpenAI: embeddings"),
+    Op("/oai/v1/models", oai_inference.list_models, "GET", "OpenAI: list models"),
+    Op("/oai/v1/models/{model:path}", oai_inference.get_model, "GET", "OpenAI: retrieve a model (URL-encoded id)"),
+    Op("/oai/v1/files", oai_files.create_file, "POST", "OpenAI: upload a file (multipart: file, purpose)"),
+    Op("/oai/v1/files", oai_files.list_files, "GET", "OpenAI: list files (after, limit, order, purpose)"),
+    Op("/oai/v1/files/{file_id}", oai_files.get_file, "GET", "OpenAI: retrieve a file"),
+    Op("/oai/v1/files/{file_id}", oai_files.delete_file, "DELETE", "OpenAI: delete a file"),
+    Op("/oai/v1/files/{file_id}/content", oai_files.get_file_content, "GET", "OpenAI: a file's content (also batch output and error files)"),
+    Op("/oai/v1/batches", oai_batches.create_batch, "POST", "OpenAI: create a batch"),
+    Op("/oai/v1/batches", oai_batches.list_batches, "GET", "OpenAI: list batches, newest first (after, limit)"),
+    Op("/oai/v1/batches/{batch_id}", oai_batches.get_batch, "GET", "OpenAI: retrieve a batch"),
+    Op("/oai/v1/batches/{batch_id}/cancel", oai_batches.cancel_batch, "POST", "OpenAI: cancel a batch"),
     # control plane
     Op("/_emulator/health", control.health, "GET", "Liveness and version"),
     Op("/_emulator/reset", control.reset, "POST", "Clear everything, or one tenant ({tenant_id} or {api_key})"),

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from emulator.endpoints import BATCHABLE
+from emulator.endpoints import BATCHABLE, OPENAI_PATHS, route_of
 from emulator.errors import InputParseError
 from emulator.records import RequestRow
 
@@ -24,7 +24,10 @@ ROWS_PER_CHUNK = 2000
 class InputParser:
     """Checks lines one by one; remembers the custom_ids seen and the first problems found."""
 
-    def __init__(self) -> None:
+    def __init__(self, endpoint: str | None = None) -> None:
+        # A batch made on the OpenAI surface names its endpoint: each line's url must name that
+        # same route, by its OpenAI (or its native) path.
+        self.endpoint = route_of(endpoint)
         self.count = 0
         self.problems: list[dict[str, Any]] = []
         self._seen: set[str] = set()
@@ -73,7 +76,7 @@ class InputParser:
         return (self.count - 1, number, custom_id, url, raw)
 
     def _check(self, raw: bytes) -> tuple[str, str] | str:
-        """(custom_id, url) of a good line, or what is wrong with it."""
+        """(custom_id, the native route) of a good line, or what is wrong with it."""
         try:
             line = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -89,11 +92,17 @@ class InputParser:
         if line.get("method") != "POST":
             return f"method must be POST, got {line.get('method')!r}"
         url = line.get("url")
-        if url not in BATCHABLE:
-            return f"url {url!r} is not a batchable route ({', '.join(sorted(BATCHABLE))})"
+        # a native batch takes the native routes; an OpenAI batch its endpoint's, by either path
+        endpoint = self.endpoint
+        route = route_of(url) if endpoint is not None else url if url in BATCHABLE else None
+        if route is None:
+            known = ", ".join(sorted(BATCHABLE if endpoint is None else OPENAI_PATHS))
+            return f"url {url!r} is not a batchable route ({known})"
+        if endpoint is not None and route != endpoint:
+            return f"url {url!r} does not match the batch's endpoint"
         if not isinstance(line.get("body"), dict):
             return "body must be a JSON object"
-        return custom_id, url
+        return custom_id, route
 
 
 async def lines_of(chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[int, bytes]]:

@@ -152,12 +152,14 @@ class Batches:
         body: dict[str, Any],
         scenario_ref: str | None = None,
         base_url: str | None = None,
+        endpoint: str | None = None,
     ) -> BatchRecord:
         """Check, store the input and accept the batch (`pending`), or refuse it synchronously.
 
         The scenario in force (the `X-Emulator-Scenario` header, else the tenant's, else the
         global one) is captured now: its limits apply to this submit, and the batch follows it
-        to the end even if the scope's scenario changes meanwhile.
+        to the end even if the scope's scenario changes meanwhile. A batch made on the OpenAI
+        surface names its `endpoint`, which every line's url must match.
         """
         window, metadata = check_submission(body)
         scenario = self._scenario(tenant_id, scenario_ref)
@@ -199,6 +201,7 @@ class Batches:
                 "discount": str(WINDOWS[window].default_discount),
                 "scenario": scenario.text,
                 "base_url": base_url,
+                **({"endpoint": endpoint} if endpoint is not None else {}),
             },
         )
         await self.store.insert_batch(batch)

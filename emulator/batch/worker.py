@@ -193,7 +193,7 @@ class Worker:
     async def _parse(self, b: BatchRecord) -> InputParser:
         """Read the input once, storing its requests in chunks as they are checked. A parse cut
         short by a crash left some rows: they go first, and the batch is still pending."""
-        parser = InputParser()
+        parser = InputParser(b.extra.get("endpoint"))
         f = await self.store.get_file(b.tenant_id, b.input_file_id)
         if f is None:
             parser.problems.append(
@@ -210,7 +210,8 @@ class Worker:
         b = prog.batch
         assert b.started_at is not None
         now = self.clock.now()
-        cutoff = min(now, b.expires_at)
+        cancel_at: float | None = b.extra.get("cancel_at")  # a cancel that takes time
+        cutoff = min(now, b.expires_at, now if cancel_at is None else cancel_at)
         budget = self._budget(prog)
         # A batch that could only start when its window closed (a start delay longer than the
         # window) runs nothing: every request expires.
@@ -227,8 +228,20 @@ class Worker:
             requests = await self.store.fetch_requests(b.seq, due)
             await self._record(prog, await self._execute_all(prog, requests))
             return True, None
+        if cancel_at is not None and cutoff >= cancel_at:
+            await self._close_rest(prog, BatchStatus.CANCELLED, BatchCancelled(), cancel_at)
+            return True, None
         if len(prog.done) >= b.total_count:
-            await self._finish(prog, BatchStatus.COMPLETED, self._last_finish(prog))
+            if cancel_at is not None:  # a cancel still taking effect ends the batch, even now
+                if now < cancel_at:
+                    return False, cancel_at
+                await self._finish(prog, BatchStatus.CANCELLED, cancel_at)
+                return True, None
+            # finalizing: a scenario may make writing the results take time
+            at = self._last_finish(prog) + prog.plan.finalize
+            if now < at:
+                return False, at
+            await self._finish(prog, BatchStatus.COMPLETED, at)
             return True, None  # the caller sees the final status and lets go of the progress
         if self._budget(prog) == 0:
             await self._close_rest(
@@ -240,7 +253,8 @@ class Worker:
                 prog, BatchStatus.COMPLETED, CompletionWindowExpired(), b.expires_at
             )
             return True, None
-        return False, min(b.started_at + prog.offsets[prog.order[prog.cursor]], b.expires_at)
+        due_at = min(b.started_at + prog.offsets[prog.order[prog.cursor]], b.expires_at)
+        return False, due_at if cancel_at is None else min(due_at, cancel_at)
 
     async def _execute_all(
         self, prog: Progress, requests: list[RequestRecord]
@@ -349,6 +363,9 @@ class Worker:
             b = prog.batch
             if is_final(b.status):  # finished by a pass that has not let go of it yet
                 raise BatchNotCancellable(f"Batch '{b.id}' is already {b.status}.")
+            if b.status == BatchStatus.PROCESSING and prog.plan.cancel_delay > 0:
+                await self._cancel_later(prog)
+                return b
             try:
                 total = b.total_count
                 if b.status == BatchStatus.PENDING:
@@ -364,6 +381,16 @@ class Worker:
                 self._forget(b.seq)
         self.kick()
         return b
+
+    async def _cancel_later(self, prog: Progress) -> None:
+        """A cancel that takes `cancel_delay` (OpenAI's `cancelling`): requests due before then
+        still finish, the rest are cancelled then. Asking again changes nothing."""
+        b = prog.batch
+        if "cancel_at" not in b.extra:
+            now = self.clock.now()
+            b.extra = {**b.extra, "cancelling_at": now, "cancel_at": now + prog.plan.cancel_delay}
+            await self.store.update_batch(b, ("extra",))
+        self.kick()
 
 
 def _error(r: RequestRecord, err: EmulatorError) -> ResultRecord:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+from emulator.endpoints import OAI_PREFIX
 from emulator.errors import EmulatorError, InputParseError, error_for_code
 from emulator.records import RequestRecord
 from emulator.scenario.plan import Plan
@@ -134,9 +135,7 @@ class ApiFault:
     latency: float = 0.0
 
     def applies(self, method: str, path: str) -> bool:
-        return fnmatch.fnmatchcase(path, self.route) and (
-            self.method is None or method == self.method
-        )
+        return route_matches(self.route, path) and (self.method is None or method == self.method)
 
     def fires(self, call: int, draw: float) -> bool:
         """Whether the `call`-th matching call (1-based) is hit."""
@@ -155,7 +154,17 @@ class RateLimit:
     routes: tuple[str, ...] = ("/v1/*",)
 
     def covers(self, path: str) -> bool:
-        return any(fnmatch.fnmatchcase(path, r) for r in self.routes)
+        return any(route_matches(r, path) for r in self.routes)
+
+
+def route_matches(glob: str, path: str) -> bool:
+    """Whether a rule's route glob covers `path`. The OpenAI surface is a mount of the same
+    service, so `/oai/v1/batches` is also seen as `/v1/batches`: a rule for `/v1/*` covers both
+    surfaces, one for `/oai/v1/*` the OpenAI surface alone."""
+    if fnmatch.fnmatchcase(path, glob):
+        return True
+    inner = path.removeprefix(OAI_PREFIX)
+    return inner != path and fnmatch.fnmatchcase(inner, glob)
 
 
 @dataclass(frozen=True)
@@ -168,6 +177,8 @@ class Scenario:
     start_delay: float = 0.0
     latency: Latency | None = None
     concurrency: int = 1
+    finalize: float = 0.0
+    cancel_delay: float = 0.0
     faults: tuple[Fault, ...] = ()
     canned: tuple[Canned, ...] = ()
     fail_input: str | None = None
@@ -200,7 +211,12 @@ class ScenarioPlan(Plan):
     """
 
     def __init__(self, scenario: Scenario, seed: int, batch_id: str) -> None:
-        super().__init__(start_delay=scenario.start_delay, concurrency=scenario.concurrency)
+        super().__init__(
+            start_delay=scenario.start_delay,
+            concurrency=scenario.concurrency,
+            finalize=scenario.finalize,
+            cancel_delay=scenario.cancel_delay,
+        )
         self.scenario, self.seed = scenario, seed
         self.batch_id = batch_id if scenario.seed is None else "pinned"
 
@@ -258,6 +274,8 @@ def parse_scenario(text: str, source: str, fallback_name: str = "custom") -> Sce
         start_delay=duration_seconds(processing.get("start_delay", 0)),
         latency=_latency(processing.get("latency")),
         concurrency=int(processing.get("concurrency", 1)),
+        finalize=duration_seconds(processing.get("finalize", 0)),
+        cancel_delay=duration_seconds(processing.get("cancel_delay", 0)),
         faults=tuple(
             _fault(f["match"] if "match" in f else {}, f["error"]) for f in doc.get("faults", ())
         ),

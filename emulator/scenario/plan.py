@@ -19,6 +19,10 @@ class Plan:
 
     start_delay: float = 0.0
     concurrency: int = 1
+    #: seconds between a batch's last request finishing and its completion (OpenAI: finalizing)
+    finalize: float = 0.0
+    #: seconds a cancel of a processing batch takes to take effect (OpenAI: cancelling)
+    cancel_delay: float = 0.0
 
     def latency(self, idx: int, request: RequestRecord | None) -> float:
         """Seconds request `idx` takes once a lane is free for it."""

@@ -192,6 +192,10 @@ SCHEMA: dict[str, Spec] = {
         "start_delay": duration,
         "latency": either(duration, DISTRIBUTION),
         "concurrency": integer(1),
+        # how long a batch whose requests have all finished takes to write its results
+        # (OpenAI's `finalizing`), and how long a cancel takes to take effect (`cancelling`)
+        "finalize": duration,
+        "cancel_delay": duration,
     },
     "faults": listed({"match": MATCH, "error": ERROR}),
     "batch": {

@@ -1,0 +1,1 @@
+"""The OpenAI-compatible surface (`/oai/v1`): the same service, in OpenAI's wire format."""
