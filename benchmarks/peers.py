@@ -300,7 +300,10 @@ def _error(step: str, resp: httpx.Response) -> dict[str, Any]:
         message = detail.get("message", detail) if isinstance(detail, dict) else detail
     except ValueError:
         message = resp.text
-    return {"error": f"{step} refused ({resp.status_code}): {str(message)[:120]}"}
+    return {
+        "error": f"{step} refused (HTTP {resp.status_code}): {str(message)[:120]}",
+        "short": f"{step} refused (HTTP {resp.status_code})",
+    }
 
 
 def run_openai_batch(
@@ -396,7 +399,8 @@ def measure_batch(kind: Kind, workdir: Path, inputs: dict[str, Path], count: int
 def summarize_batches(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     ok = [r for r in rounds if "error" not in r]
     if not ok:
-        return {"error": rounds[0]["error"] if rounds else "not run"}
+        first = rounds[0] if rounds else {"error": "not run"}
+        return {"error": first["error"], "short": first.get("short", first["error"][:40])}
     return {
         "seconds": median([r["seconds"] for r in ok]),
         "upload_seconds": median([r["upload_seconds"] for r in ok]),
@@ -553,7 +557,7 @@ def targets(data: dict[str, Any], kinds: list[Kind], sizes: list[int]) -> list[d
                 f"peer {kind.name}: batch {n:,} lines e2e", peer_b.get("seconds"), "s", emu_s
             )
             if "error" in peer_b:
-                row["note"] = peer_b["error"][:48]
+                row["note"] = peer_b["short"]
             rows.append(row)
     return rows
 
