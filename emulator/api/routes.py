@@ -8,7 +8,7 @@ from typing import Any
 
 from starlette.routing import Route
 
-from emulator.api import batches, control, files, inference, models
+from emulator.api import batches, control, files, inference, models, sink, webhooks
 from emulator.endpoints import ENDPOINTS
 
 
@@ -40,6 +40,14 @@ ROUTES: list[Route] = [
     Op("/v1/files/{file_id}", files.get_file, "GET", "Get a file"),
     Op("/v1/files/{file_id}", files.delete_file, "DELETE", "Delete a file"),
     Op("/v1/files/{file_id}/content", files.get_file_content, "GET", "Download a file's content"),
+    # webhooks
+    Op("/v1/webhooks", webhooks.create_webhook, "POST", "Register a webhook"),
+    Op("/v1/webhooks", webhooks.list_webhooks, "GET", "List webhooks, newest first"),
+    Op("/v1/webhooks/{webhook_id}", webhooks.get_webhook, "GET", "Get a webhook"),
+    Op("/v1/webhooks/{webhook_id}", webhooks.update_webhook, "PUT", "Update url, events, secret, status or max_retries"),
+    Op("/v1/webhooks/{webhook_id}", webhooks.delete_webhook, "DELETE", "Delete a webhook and its in-flight deliveries"),
+    Op("/v1/webhooks/{webhook_id}/test", webhooks.test_webhook, "POST", "Send a synthetic test event now"),
+    Op("/v1/webhooks/{webhook_id}/deliveries", webhooks.list_deliveries, "GET", "Deliveries, newest first (status, since, limit, cursor)"),
     # control plane
     Op("/_emulator/health", control.health, "GET", "Liveness and version"),
     Op("/_emulator/reset", control.reset, "POST", "Clear everything, or one tenant ({tenant_id} or {api_key})"),
@@ -56,6 +64,8 @@ ROUTES: list[Route] = [
     Op("/_emulator/tenants/{tenant_id}/scenario", control.delete_tenant_scenario, "DELETE", "Drop a tenant's scenario"),
     Op("/_emulator/journal", control.journal, "GET", "Request journal (method, path, status, tenant_id, since, limit)"),
     Op("/_emulator/state", control.state, "GET", "A dump of the state"),
+    Op("/_emulator/sink/{name}", sink.receive, "POST", "Built-in webhook receiver (status, count: answer status to the first count posts)"),
+    Op("/_emulator/sink/{name}", sink.received, "GET", "What a sink received: {received_at, headers, body, status} items"),
     Op("/openapi.json", control.openapi, "GET", "This document"),
 ]
 # fmt: on
