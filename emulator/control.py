@@ -45,14 +45,19 @@ async def forget(core: Emulator, tenant_id: str | None = None) -> None:
     """Forget everything, or one tenant's batches, files, scenario, journal and counts."""
     async with core.worker.lock:
         await core.store.reset(tenant_id)
+        await core.store.reset_webhooks(tenant_id)
         core.worker.forget()
+        core.sender.forget()
     core.journal.clear(tenant_id)
     core.scenarios.reset(tenant_id)
     core.effects.reset(tenant_id)
     core.live.reset(tenant_id)
     if tenant_id is None:
+        core.sinks.reset()
         core.files.reset_sequence()
         core.batches.reset_sequence()
+        core.webhooks.reset_sequence()
+        core.events.reset_sequence()
         core.ids.reset()
 
 
@@ -64,8 +69,10 @@ def reseed(core: Emulator, seed: int) -> None:
 
 
 async def settle(core: Emulator) -> None:
-    """Process everything due on the emulator clock now (tests and clock moves use this)."""
+    """Process everything due on the emulator clock now (tests and clock moves use this): the
+    batches, then the webhook deliveries due, those of batches that just finished included."""
     await core.worker.run_due()
+    await core.sender.run_due()
 
 
 def health(core: Emulator) -> dict[str, Any]:
@@ -151,6 +158,11 @@ async def state(core: Emulator, tenant_id: str | None, base_url: str) -> dict[st
             {"tenant_id": b.tenant_id, **core.batches.to_wire(b, base_url)} for b in batches
         ],
         "files": [{"tenant_id": f.tenant_id, **wire.file(f)} for f in files],
+        "webhooks": [  # wire.webhook never shows a secret
+            {"tenant_id": w.tenant_id, **wire.webhook(w)}
+            for w in await core.store.all_webhooks(tenant_id)
+        ],
+        "sinks": core.sinks.summary(),
         "journal_size": len(core.journal.raw()),
     }
 

@@ -28,12 +28,23 @@ from emulator.settings import Settings
 from emulator.signing import Signer
 from emulator.store import Store
 from emulator.tenancy import load_tenancy
+from emulator.webhooks.events import Events
+from emulator.webhooks.outbox import Outbox
+from emulator.webhooks.sender import Sender
+from emulator.webhooks.service import Webhooks
+from emulator.webhooks.sink import Sinks
 
 
 class Emulator:
     """Everything one emulated service is made of. Built from settings, once."""
 
-    def __init__(self, settings: Settings, *, http: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        http: httpx.AsyncClient | None = None,
+        webhook_http: httpx.AsyncClient | None = None,
+    ) -> None:
         self.settings = settings
         self.version = __version__
         self.clock = Clock(settings.clock, settings.clock_scale, settings.clock_start)
@@ -51,25 +62,40 @@ class Emulator:
         config = SourceConfig(settings.scaidrive_root, settings.s3_endpoint_url)
         self.sources = Sources(config, http)
         self.files = Files(self.store, self.clock, self.ids, settings.max_input_bytes)
-        self.worker = Worker(self.store, self.clock, self.engine, self.scenarios)
+        self.outbox = Outbox()
+        self.worker = Worker(
+            self.store, self.clock, self.engine, self.scenarios, on_final=self.outbox.batch_final
+        )
         self.batches = Batches(
             self.store, self.clock, self.worker,
             files=self.files, ids=self.ids, scenarios=self.scenarios, signer=self.signer,
             limits=Limits.of(settings), sources=self.sources,
         )  # fmt: skip
         self.oai = OaiView(self.batches, self.ids)  # the OpenAI view of the same batches and files
+        self.events = Events(
+            self.store, self.clock, self.ids, self.batches, self.tenancy, settings.base_url
+        )
+        self.sender = Sender(
+            self.store, self.clock, self.events, self.outbox, self.scenarios, webhook_http
+        )
+        self.webhooks = Webhooks(self.store, self.clock, self.ids, self.sender)
+        self.sinks = Sinks(self.clock)
         self.started = False
 
     async def start(self) -> None:
         await self.store.open()
         await self.files.start()
         await self.batches.start()
+        await self.events.start()
+        await self.webhooks.start()
         await self.worker.start()  # resumes every pending or processing batch
+        await self.sender.start()  # makes the events a crash kept from being made
         self.started = True
 
     async def stop(self) -> None:
         self.started = False
         await self.worker.stop()
+        await self.sender.stop()
         await self.store.close()
         await self.sources.aclose()
 

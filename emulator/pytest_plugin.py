@@ -14,6 +14,9 @@ batches or files, and a scenario set with `use_scenario` applies to that test's 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import secrets
 import socket
 import threading
@@ -21,6 +24,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import httpx
 import pytest
@@ -61,6 +65,61 @@ class EmulatorServer:
         self.server.should_exit = True
         self._thread.join(timeout=10)
         self.sock.close()
+
+
+class SignatureMismatch(AssertionError):
+    """A post a sink received is not signed with the sink's secret."""
+
+
+class Sink:
+    """A built-in receiver for one test: its `url`, a webhook to it (`register`), and what it
+    received. Sinks live for the server's session, so the name is made this test's own."""
+
+    def __init__(self, owner: Scaigrid, name: str, secret: str, query: dict[str, int]) -> None:
+        self._owner = owner
+        self.name = f"{owner.tenant_id}-{name}"
+        self.secret = secret
+        self.url = f"{owner.base_url}/_emulator/sink/{quote(self.name, safe='')}"
+        if query:
+            self.url += "?" + urlencode(query)
+
+    def register(self, events: list[str] | None = None, **fields: Any) -> dict[str, Any]:
+        """A webhook of this test's tenant that delivers here, signed with this sink's secret."""
+        body: dict[str, Any] = {"url": self.url, "secret": self.secret, **fields}
+        if events is not None:
+            body["events"] = events
+        resp = self._owner.client.post("/v1/webhooks", json=body)
+        resp.raise_for_status()
+        webhook: dict[str, Any] = resp.json()["data"]
+        return webhook
+
+    def received(self) -> list[dict[str, Any]]:
+        """Every post, oldest first: `received_at`, `headers`, `body` (raw text), `status` (what
+        the sink answered) and `verified` (whether the signature matches the secret)."""
+        path = f"/sink/{quote(self.name, safe='')}"
+        items: list[dict[str, Any]] = self._owner._call("GET", path)["items"]
+        for item in items:
+            given = item["headers"].get("x-scaigrid-signature", "")
+            expected = (
+                "sha256="
+                + hmac.new(self.secret.encode(), item["body"].encode(), hashlib.sha256).hexdigest()
+            )
+            item["verified"] = hmac.compare_digest(given, expected)
+        return items
+
+    def events(self, *, verify: bool = True) -> list[dict[str, Any]]:
+        """The events received, parsed, oldest first. With `verify` (the default) a post whose
+        signature does not match the secret raises `SignatureMismatch`."""
+        out = []
+        for item in self.received():
+            if verify and not item["verified"]:
+                raise SignatureMismatch(
+                    f"sink {self.name!r}: the post received at {item['received_at']} (event "
+                    f"{item['headers'].get('x-scaigrid-event-id')}) is not signed with this "
+                    "sink's secret"
+                )
+            out.append(json.loads(item["body"]))
+        return out
 
 
 class Scaigrid:
@@ -127,6 +186,19 @@ class Scaigrid:
         params = {"tenant_id": self.tenant_id, **filters}
         items: list[dict[str, Any]] = self._call("GET", "/journal", params=params)["items"]
         return items
+
+    def sink(
+        self,
+        name: str = "webhooks",
+        secret: str | None = None,
+        *,
+        status: int | None = None,
+        count: int | None = None,
+    ) -> Sink:
+        """A built-in webhook receiver of this test. `status` (for the first `count` posts, or
+        all of them) makes it answer with that status instead of 200, to see retries."""
+        query = {k: v for k, v in (("status", status), ("count", count)) if v is not None}
+        return Sink(self, name, secret or "whsec_" + secrets.token_hex(24), query)
 
     def close(self) -> None:
         self.client.close()

@@ -93,6 +93,65 @@ class ResultRecord:
     cost_amount: Decimal = Decimal(0)
 
 
+@dataclass(slots=True)
+class WebhookRecord:
+    """A tenant's webhook. The secret is write-only: no wire shape, dump or log line shows it
+    (`repr=False` keeps it out of reprs and tracebacks too)."""
+
+    seq: int
+    id: str
+    tenant_id: str
+    partner_id: str
+    url: str
+    events: list[str]
+    secret: str = field(repr=False)
+    status: str = "active"
+    max_retries: int = 5
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    consecutive_failures: int = 0
+    disabled_at: float | None = None
+
+
+@dataclass(slots=True)
+class EventRecord:
+    """An event as it is delivered: `body` is the exact JSON every attempt sends and signs.
+    `batch_seq` names the batch whose final status it reports (one event per batch)."""
+
+    seq: int
+    id: str
+    tenant_id: str
+    type: str
+    body: bytes
+    created_at: float
+    batch_seq: int | None = None
+
+
+@dataclass(slots=True)
+class DeliveryRecord:
+    """One event on its way to one webhook, with the outcome of its latest attempt. `chaos`
+    holds what a scenario decided for it when it was made (so a restart keeps the decision)."""
+
+    seq: int
+    id: str
+    webhook_seq: int
+    event_seq: int
+    created_at: float
+    status: str = "pending"
+    attempts: int = 0
+    next_attempt_at: float | None = None
+    first_failed_at: float | None = None
+    last_attempt_at: float | None = None
+    status_code: int | None = None
+    error_message: str | None = None
+    duration_ms: int | None = None
+    chaos: dict[str, Any] = field(default_factory=dict)
+    # read with the delivery (joined), never written from here
+    webhook_id: str = ""
+    event_id: str = ""
+    event_type: str = ""
+
+
 @dataclass(frozen=True, slots=True)
 class Model:
     """One model of the catalogue (`emulator.inference.catalogue` loads and checks them)."""

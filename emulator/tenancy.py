@@ -96,6 +96,14 @@ class Tenancy:
         self._keys[key] = principal
         return principal
 
+    def partner_of(self, tenant_id: str) -> str:
+        """The partner a tenant belongs to (in open mode, the emulator's one partner)."""
+        if self.mode == "configured":
+            for principal in self._keys.values():
+                if principal.tenant_id == tenant_id:
+                    return principal.partner_id
+        return OPEN_PARTNER
+
     def tenants(self) -> list[str]:
         return sorted({p.tenant_id for p in self._keys.values()})
 

@@ -1,4 +1,5 @@
-"""Wire shapes of the native API, in one place: envelopes, pagination, models, files, batches.
+"""Wire shapes of the native API, in one place: envelopes, pagination, models, files, batches,
+webhooks, their events and deliveries, and the sink's items.
 
 An assumption about the real service's shapes (see the README's assumptions table) is corrected by
 editing this module alone. Inference response bodies are built by `emulator.inference.engine`.
@@ -16,7 +17,7 @@ import orjson
 
 from emulator.clock import iso, iso_or_none
 from emulator.errors import EmulatorError, ValidationError
-from emulator.records import BatchRecord, FileRecord, Model
+from emulator.records import BatchRecord, DeliveryRecord, FileRecord, Model, WebhookRecord
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
@@ -169,3 +170,96 @@ def result_line(custom_id: str, ok_: bool, payload: bytes) -> bytes:
     """One line of the results file; `payload` is already JSON, so no re-encoding is needed."""
     key = b'","status":"ok","response":' if ok_ else b'","status":"error","error":'
     return b'{"custom_id":"' + orjson.dumps(custom_id)[1:-1] + key + payload + b"}\n"
+
+
+# --- webhooks ----------------------------------------------------------------------------------
+
+
+def webhook(w: WebhookRecord) -> dict[str, Any]:
+    """A webhook as its owner sees it: never its secret (write-only)."""
+    return {
+        "id": w.id,
+        "object": "webhook",
+        "url": w.url,
+        "events": list(w.events),
+        "status": w.status,
+        "max_retries": w.max_retries,
+        "consecutive_failures": w.consecutive_failures,
+        "disabled_at": iso_or_none(w.disabled_at),
+        "created_at": iso(w.created_at),
+        "updated_at": iso(w.updated_at),
+    }
+
+
+def delivery(d: DeliveryRecord) -> dict[str, Any]:
+    return {
+        "id": d.id,
+        "object": "webhook_delivery",
+        "webhook_id": d.webhook_id,
+        "event_id": d.event_id,
+        "event_type": d.event_type,
+        "status": d.status,
+        "attempts": d.attempts,
+        "status_code": d.status_code,
+        "error_message": d.error_message,
+        "duration_ms": d.duration_ms,
+        "created_at": iso(d.created_at),
+        "last_attempt_at": iso_or_none(d.last_attempt_at),
+        "next_attempt_at": iso_or_none(d.next_attempt_at),
+    }
+
+
+def test_delivery(d: DeliveryRecord) -> dict[str, Any]:
+    """The answer of `POST /v1/webhooks/{id}/test`, as ScaiGrid documents it."""
+    return {
+        "delivery_id": d.id,
+        "status_code": d.status_code,
+        "duration_ms": d.duration_ms,
+        "error": d.error_message,
+    }
+
+
+def event(
+    event_type: str,
+    event_id: str,
+    source: str,
+    tenant_id: str,
+    partner_id: str,
+    payload: dict[str, Any],
+    at: float,
+) -> bytes:
+    """An event envelope, as the exact bytes every attempt sends and signs."""
+    return orjson.dumps(
+        {
+            "event_type": event_type,
+            "event_id": event_id,
+            "source": source,
+            "tenant_id": tenant_id,
+            "partner_id": partner_id,
+            "payload": payload,
+            "timestamp": iso(at),
+        }
+    )
+
+
+def batch_event_payload(
+    b: BatchRecord, results_url: str | None, results_expires_at: float | None
+) -> dict[str, Any]:
+    return {
+        "batch_id": b.id,
+        "status": b.status,
+        "total_count": b.total_count,
+        "completed_count": b.completed_count,
+        "failed_count": b.failed_count,
+        "results_url": results_url,
+        "results_expires_at": iso_or_none(results_expires_at),
+        "metadata": b.metadata,
+        "error": b.error,
+    }
+
+
+def sink_item(
+    received_at: float, headers: dict[str, str], body: str, status: int
+) -> dict[str, Any]:
+    """One post the built-in receiver got; `body` is the raw text, `status` what it answered."""
+    return {"received_at": iso(received_at), "headers": headers, "body": body, "status": status}

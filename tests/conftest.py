@@ -97,6 +97,9 @@ class Harness:
         self.app = app
         self.api_key = api_key
         self.client = self.client_for(api_key)
+        # webhook deliveries reach this same in-process app (its sink), whatever host a URL names
+        self.outbound = self.client_for(None)
+        core.sender.use(self.outbound)
 
     def client_for(self, api_key: str | None) -> httpx.AsyncClient:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -139,6 +142,7 @@ class Harness:
 
     async def close(self) -> None:
         await self.client.aclose()
+        await self.outbound.aclose()
 
 
 async def _start(**overrides: Any) -> Harness:

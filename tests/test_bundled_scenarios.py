@@ -6,8 +6,18 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from conftest import KEY, START, Harness, assert_error, b64, chat_line, embed_line
+from webhook_helpers import (
+    Received,
+    deliveries,
+    over_sockets,
+    receiver,
+    register,
+    verified,
+    verifying,
+)
 
 from emulator import cli
 from emulator.scenario.registry import bundled_files, load_scenario_file
@@ -72,7 +82,7 @@ def test_a_bundled_scenario_loads_and_validates(
 def test_the_documented_bundled_names_are_there() -> None:
     documented = {
         "happy-path", "realistic-latency", "flaky-backend", "quota-exhausted", "slow-processing",
-        "cancellation", "input-parse-failure", "rate-limited", "api-outage",
+        "cancellation", "input-parse-failure", "rate-limited", "api-outage", "webhook-chaos",
     }  # fmt: skip
     assert documented <= set(bundled_files())
 
@@ -312,3 +322,67 @@ async def test_api_outage_counts_each_tenant_on_its_own(make_emu: MakeEmu) -> No
     async with h.client_for("sgk_other_" + "o" * 32) as other:
         assert [(await h.client.get(MODELS)).status_code for _ in range(4)] == [503] * 3 + [200]
         assert [(await other.get(MODELS)).status_code for _ in range(4)] == [503] * 3 + [200]
+
+
+# --- webhook-chaos ---------------------------------------------------------------------------
+
+
+T0_INT = int(T0)
+
+
+async def chaos_run(h: Harness) -> tuple[Received, list[str], list[dict[str, Any]]]:
+    """Twelve batches under webhook-chaos, to a receiver that refuses bad signatures; the clock
+    moves in 15 s steps through the first ten minutes, then two hours."""
+    resp = await h.client.put(
+        f"/_emulator/tenants/{open_tenant_id(h.api_key)}/scenario", json={"name": "webhook-chaos"}
+    )
+    assert resp.status_code == 200
+    with receiver(verifying()) as (url, got):
+        async with over_sockets(h):
+            hook = await register(h, url)
+            ids = [(await h.submit([chat_line(f"r{i}")]))["id"] for i in range(12)]
+            await h.settle()
+            for _ in range(40):
+                await h.advance(15)
+            await h.advance(7200)
+    return got, ids, await deliveries(h, hook["id"], limit=100)
+
+
+async def test_webhook_chaos_does_what_it_says(make_emu: MakeEmu) -> None:
+    got, batch_ids, listed = await chaos_run(await make_emu())
+    ok = verified(got)
+    events = [orjson.loads(body) for _, body in got.posts]
+    good = [e for e, v in zip(events, ok, strict=True) if v]
+
+    # at least once: every batch's event arrived correctly signed (nothing lost)
+    assert {e["payload"]["batch_id"] for e in good} == set(batch_ids)
+    # a third or so duplicated: two deliveries of one event, both succeed
+    per_event: dict[str, int] = {}
+    for d in listed:
+        per_event[d["event_id"]] = per_event.get(d["event_id"], 0) + 1
+    assert sorted(set(per_event.values())) == [1, 2]
+    assert all(d["status"] == "success" for d in listed)
+    # the first attempt of every delivery failed before reaching the receiver
+    assert all(d["attempts"] >= 2 for d in listed)
+    assert len(got.posts) == sum(d["attempts"] - 1 for d in listed)
+    # some attempts carried a wrong signature; each was refused, and retried
+    assert 0 < ok.count(False) < len(ok) // 2
+    # some deliveries waited 1-5 minutes before their first attempt (then the 30 s retry)
+    first_sent: dict[str, int] = {}
+    for headers, _ in got.posts:
+        first_sent.setdefault(
+            headers["X-ScaiGrid-Delivery-Id"], int(headers["X-ScaiGrid-Timestamp"])
+        )
+    waits = sorted(t - T0 for t in first_sent.values())
+    assert waits[0] == 30 and any(90 <= w <= 330 for w in waits)
+    # reordered: the events do not arrive in the order the batches finished
+    arrival = list(dict.fromkeys(e["payload"]["batch_id"] for e in good))
+    assert arrival != batch_ids and sorted(arrival) == sorted(batch_ids)
+
+
+async def test_webhook_chaos_replays_identically(make_emu: MakeEmu) -> None:
+    first, _, _ = await chaos_run(await make_emu())
+    second, _, _ = await chaos_run(await make_emu())
+    seen = [[(h["X-ScaiGrid-Delivery-Id"], h["X-ScaiGrid-Signature"]) for h, _ in r.posts]
+            for r in (first, second)]  # fmt: skip
+    assert seen[0] == seen[1]

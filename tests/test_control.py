@@ -332,13 +332,19 @@ async def test_state_dump(make_emu: MakeEmu) -> None:
 # --- the admin token ----------------------------------------------------------------------------
 
 
+#: control routes open without the admin token: liveness, and the sink's receiving end (the
+#: emulator's own webhook deliveries post there, and they carry no token)
+OPEN_CONTROL = {("GET", "/_emulator/health"), ("POST", "/_emulator/sink/{name}")}
+
+
 def control_calls() -> list[tuple[str, str]]:
     out = []
     for route in ROUTES:
-        if not route.path.startswith("/_emulator") or route.path == "/_emulator/health":
+        if not route.path.startswith("/_emulator"):
             continue
         path = route.path.replace("{tenant_id}", TENANT)
-        out.extend((m, path) for m in sorted((route.methods or set()) - {"HEAD"}))
+        methods = sorted((route.methods or set()) - {"HEAD"})
+        out.extend((m, path) for m in methods if (m, route.path) not in OPEN_CONTROL)
     return out
 
 
@@ -366,7 +372,9 @@ async def test_the_admin_token_opens_the_control_plane(
         ok(await anon.post("/_emulator/clock/advance", json={"seconds": 5}, headers=headers))
         ok(await anon.get("/_emulator/state", headers=headers))
         ok(await anon.get("/_emulator/health"))
+        ok(await anon.post("/_emulator/sink/open", content=b"a delivery"))
         assert (await anon.get("/openapi.json")).status_code == 200
+        assert len(ok(await anon.get("/_emulator/sink/open", headers=headers))["items"]) == 1
 
 
 async def test_without_an_admin_token_the_control_plane_is_open(emu: Harness) -> None:

@@ -29,8 +29,21 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from conftest import KEY, Harness, chat_line, embed_line, jsonl
+from conftest import KEY, START, Harness, b64, chat_line, embed_line, jsonl
+from webhook_helpers import (
+    SECRET,
+    SINK,
+    events_of,
+    expected_signature,
+    failing_first,
+    receiver,
+    register,
+    sink_items,
+)
 
+from emulator.api.app import create_app
+from emulator.core import Emulator
+from emulator.settings import Settings
 from emulator.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -234,3 +247,78 @@ async def test_file_store_reads_neither_wait_for_the_writer_nor_see_uncommitted_
         assert await store.get_meta("probe") == "committed"
     finally:
         await store.close()
+
+
+# --- webhook deliveries ------------------------------------------------------------------------
+
+FROZEN = ("--clock", "frozen", "--clock-start", "2026-01-01T00:00:00Z", "--scenario", "happy-path")
+
+
+@pytest.mark.slow
+def test_sigkill_between_a_failed_attempt_and_its_retry_loses_no_delivery(
+    tmp_path: Path, servers: list[Server]
+) -> None:
+    """The first attempt fails, the server is SIGKILLed before the retry is due, and the restart
+    on the same database sends the retry when the clock reaches it: same event, same delivery."""
+    with receiver(failing_first(1, status=503)) as (url, got):
+        first = Server(tmp_path, "first", *FROZEN)
+        servers.append(first)
+        hook = first.client.post("/v1/webhooks", json={"url": url, "secret": SECRET})
+        assert hook.status_code == 200, hook.text
+        hook_id = hook.json()["data"]["id"]
+        submit = first.client.post(
+            "/v1/inference/batch", json={"input_file_base64": b64([chat_line("r1")])}
+        )
+        assert submit.status_code == 200, submit.text
+        assert first.client.post("/_emulator/clock/advance", json={"seconds": 0}).status_code == 200
+        assert len(got.posts) == 1  # answered 503
+        [pending] = first.client.get(f"/v1/webhooks/{hook_id}/deliveries").json()["data"]["items"]
+        assert (pending["status"], pending["attempts"], pending["status_code"]) == (
+            "pending", 1, 503,
+        )  # fmt: skip
+        first.kill()
+
+        second = Server(tmp_path, "second", *FROZEN)
+        servers.append(second)
+        advance = second.client.post("/_emulator/clock/advance", json={"seconds": 30})
+        assert advance.status_code == 200, advance.text
+        assert len(got.posts) == 2
+        items = second.client.get(f"/v1/webhooks/{hook_id}/deliveries").json()["data"]["items"]
+        second.kill()
+    (h1, body1), (h2, body2) = got.posts
+    assert body1 == body2
+    assert h2["X-ScaiGrid-Signature"] == expected_signature(SECRET, body2)
+    assert h1["X-ScaiGrid-Delivery-Id"] == h2["X-ScaiGrid-Delivery-Id"] == pending["id"]
+    assert orjson.loads(body2)["payload"]["batch_id"] == submit.json()["data"]["id"]
+    assert [(d["status"], d["attempts"]) for d in items] == [("success", 2)]
+
+
+async def test_a_crash_between_a_final_status_and_its_event_loses_no_event(
+    tmp_path: Path,
+) -> None:
+    """The final status is committed but the process dies before the event is made (the
+    outbox is memory): the restart makes it from the store, once."""
+    settings = Settings(db=str(tmp_path / "e.db"), clock="frozen", clock_start=START)
+    core = Emulator(settings)
+    await core.start()
+    h = Harness(core, create_app(core=core))
+    await register(h, SINK + "late")
+    batch = await h.submit([chat_line("r1")])
+    await core.worker.run_due()  # final, committed
+    core.outbox.clear()  # ... and the crash takes the note that its event is owed
+    await h.close()
+    await core.stop()
+    assert await _events_after_restart(settings) == [batch["id"]]
+    assert await _events_after_restart(settings) == []  # made once, not again
+
+
+async def _events_after_restart(settings: Settings) -> list[str]:
+    core = Emulator(settings)
+    await core.start()
+    h = Harness(core, create_app(core=core))
+    try:
+        await h.settle()
+        return [e["payload"]["batch_id"] for e in events_of(await sink_items(h, "late"))]
+    finally:
+        await h.close()
+        await core.stop()

@@ -28,6 +28,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("scenario", ("emulator.scenario",)),
     ("inference", ("emulator.inference",)),
     ("batch", ("emulator.batch",)),
+    ("webhooks", ("emulator.webhooks",)),
     ("core", ("emulator.core", "emulator.control")),
     ("api", ("emulator.api",)),
     ("doors", ("emulator.cli", "emulator.pytest_plugin", "emulator.__main__")),

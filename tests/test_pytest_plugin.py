@@ -55,6 +55,27 @@ def test_wait_for_says_when_time_is_needed(scaigrid):
         raise AssertionError("expected wait_for to refuse")
 
 
+def test_sink_gets_signed_events_and_the_retries(scaigrid):
+    sink = scaigrid.sink("done", status=503, count=1)
+    hook = sink.register(events=["batch.completed"])
+    batch_id = submit(scaigrid)
+    scaigrid.wait_for(batch_id, "completed")
+    scaigrid.advance(30)  # the first post was answered 503: the retry is due 30 s later
+    events = sink.events()
+    assert [e["payload"]["batch_id"] for e in events] == [batch_id, batch_id]
+    assert [i["status"] for i in sink.received()] == [503, 200]
+    assert events[0]["event_type"] == "batch.completed"
+    other = scaigrid.sink("done", secret="whsec_not-the-one")  # same sink, another secret
+    assert other.name == sink.name and not any(i["verified"] for i in other.received())
+    try:
+        other.events()
+    except AssertionError as exc:
+        assert "not signed" in str(exc)
+    else:
+        raise AssertionError("expected a signature mismatch")
+    assert scaigrid.client.get(f"/v1/webhooks/{hook['id']}").status_code == 200
+
+
 def test_journal_is_this_tests_own(scaigrid):
     scaigrid.client.get("/v1/models")
     paths = [e["path"] for e in scaigrid.journal()]
@@ -66,4 +87,4 @@ def test_journal_is_this_tests_own(scaigrid):
 def test_the_fixture_in_a_downstream_suite(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_downstream=SUITE)
     result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=5)
+    result.assert_outcomes(passed=6)

@@ -3,13 +3,19 @@ settings table and scenario list match the code."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import os
 import re
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -53,9 +59,27 @@ def server(tmp_path: Path) -> Iterator[str]:
         proc.wait(timeout=10)
 
 
-def run_block(block: str, base: str, cwd: Path) -> str:
+ONE_CHAT = base64.b64encode(
+    orjson.dumps(
+        {
+            "custom_id": "r1",
+            "method": "POST",
+            "url": "/v1/inference/chat",
+            "body": {"model": "openai/gpt-4o", "messages": [{"role": "user", "content": "hi"}]},
+        }
+    )
+).decode()
+
+
+def python_block(marker: str) -> str:
+    return next(b for b in re.findall(r"```python\n(.*?)```", README, re.DOTALL) if marker in b)
+
+
+def run_block(block: str, base: str, cwd: Path, **replace: str) -> str:
     assert shutil.which("curl"), "curl is needed (.ci/run installs it)"
     script = block.replace("http://127.0.0.1:8080", base)
+    for old, new in replace.items():
+        script = script.replace(old, new)
     done = subprocess.run(
         ["timeout", "30", "bash", "-euo", "pipefail", "-c", script],
         capture_output=True,
@@ -87,6 +111,57 @@ def test_batch_example_runs_as_written(server: str, tmp_path: Path) -> None:
     assert [r["custom_id"] for r in results] == ["req-1", "req-2", "req-3"]
     assert all(r["status"] == "ok" for r in results)
     assert len(results[2]["response"]["data"]) == 2  # two embeddings
+
+
+@pytest.mark.slow
+def test_webhook_receiver_runs_as_written(server: str, tmp_path: Path) -> None:
+    """The README's receiver, exec'd as written, gets a real delivery from a real `serve`
+    (real clock, so its 300 s window holds), refuses what it must, and handles an event once."""
+    namespace: dict[str, Any] = {"__name__": "readme_receiver"}  # not __main__: no port 9000
+    exec(compile(python_block("compare_digest"), "README.md", "exec"), namespace)
+    handled: list[dict[str, Any]] = []
+    namespace["handle"] = handled.append
+    httpd = namespace["HTTPServer"](("127.0.0.1", 0), namespace["Receiver"])
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    receiver = f"http://127.0.0.1:{httpd.server_address[1]}/"
+    try:
+        register = next(b for b in shell_blocks() if "/v1/webhooks" in b)
+        out = run_block(register, server, tmp_path, **{"http://127.0.0.1:9000/": receiver})
+        webhook = orjson.loads(out)["data"]
+        key = re.search(r'KEY="(sgk_\w+)"', register)
+        assert key and webhook["url"] == receiver
+        auth = {"Authorization": f"Bearer {key.group(1)}"}
+        with httpx.Client(base_url=server, headers=auth, timeout=30) as client:
+            submit = client.post("/v1/inference/batch", json={"input_file_base64": ONE_CHAT})
+            assert submit.status_code == 200, submit.text
+            assert client.post("/_emulator/clock/advance", json={"seconds": 0}).status_code == 200
+            [event] = handled
+            assert event["event_type"] == "batch.completed"
+            assert event["payload"]["batch_id"] == submit.json()["data"]["id"]
+            deliveries = client.get(f"/v1/webhooks/{webhook['id']}/deliveries").json()
+            assert [d["status"] for d in deliveries["data"]["items"]] == ["success"]
+
+            # the same event twice, a stale timestamp, a wrong signature
+            body = orjson.dumps({**event, "event_id": "evt_again"})
+            secret = namespace["SECRET"].encode()
+            good = "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+            now, stale = str(int(time.time())), str(int(time.time()) - 301)
+            posts = [(good, now), (good, now), (good, stale), ("sha256=" + "0" * 64, now)]
+            answers = [
+                client.post(
+                    receiver,
+                    content=body,
+                    headers={"X-ScaiGrid-Signature": sig, "X-ScaiGrid-Timestamp": ts},
+                ).status_code
+                for sig, ts in posts
+            ]
+        assert answers == [200, 200, 401, 401]
+        assert [e["event_id"] for e in handled] == [event["event_id"], "evt_again"]  # once
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=10)
 
 
 def test_settings_table_matches_the_code() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from starlette.routing import Route
 
-from emulator.api import batches, control, files, inference, models
+from emulator.api import batches, control, files, inference, models, sink, webhooks
 from emulator.api.oai import batches as oai_batches
 from emulator.api.oai import files as oai_files
 from emulator.api.oai import inference as oai_inference
@@ -58,6 +58,14 @@ ROUTES: list[Route] = [
     Op("/oai/v1/batches", oai_batches.list_batches, "GET", "OpenAI: list batches, newest first (after, limit)"),
     Op("/oai/v1/batches/{batch_id}", oai_batches.get_batch, "GET", "OpenAI: retrieve a batch"),
     Op("/oai/v1/batches/{batch_id}/cancel", oai_batches.cancel_batch, "POST", "OpenAI: cancel a batch"),
+    # webhooks
+    Op("/v1/webhooks", webhooks.create_webhook, "POST", "Register a webhook"),
+    Op("/v1/webhooks", webhooks.list_webhooks, "GET", "List webhooks, newest first"),
+    Op("/v1/webhooks/{webhook_id}", webhooks.get_webhook, "GET", "Get a webhook"),
+    Op("/v1/webhooks/{webhook_id}", webhooks.update_webhook, "PUT", "Update url, events, secret, status or max_retries"),
+    Op("/v1/webhooks/{webhook_id}", webhooks.delete_webhook, "DELETE", "Delete a webhook and its in-flight deliveries"),
+    Op("/v1/webhooks/{webhook_id}/test", webhooks.test_webhook, "POST", "Send a synthetic test event now"),
+    Op("/v1/webhooks/{webhook_id}/deliveries", webhooks.list_deliveries, "GET", "Deliveries, newest first (status, since, limit, cursor)"),
     # control plane
     Op("/_emulator/health", control.health, "GET", "Liveness and version"),
     Op("/_emulator/reset", control.reset, "POST", "Clear everything, or one tenant ({tenant_id} or {api_key})"),
@@ -74,6 +82,8 @@ ROUTES: list[Route] = [
     Op("/_emulator/tenants/{tenant_id}/scenario", control.delete_tenant_scenario, "DELETE", "Drop a tenant's scenario"),
     Op("/_emulator/journal", control.journal, "GET", "Request journal (method, path, status, tenant_id, since, limit)"),
     Op("/_emulator/state", control.state, "GET", "A dump of the state"),
+    Op("/_emulator/sink/{name}", sink.receive, "POST", "Built-in webhook receiver (status, count: answer status to the first count posts)"),
+    Op("/_emulator/sink/{name}", sink.received, "GET", "What a sink received: {received_at, headers, body, status} items"),
     Op("/openapi.json", control.openapi, "GET", "This document"),
 ]
 # fmt: on

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import orjson
@@ -68,10 +69,17 @@ class Worker:
     give each batch its plan (the happy path unless told otherwise)."""
 
     def __init__(
-        self, store: Store, clock: Clock, engine: Engine, scenarios: Scenarios | None = None
+        self,
+        store: Store,
+        clock: Clock,
+        engine: Engine,
+        scenarios: Scenarios | None = None,
+        on_final: Callable[[BatchRecord], None] | None = None,
     ) -> None:
         self.store, self.clock, self.engine = store, clock, engine
         self.scenarios = scenarios or Scenarios(DEFAULT_SCENARIO)
+        # told after a batch's final status is committed (the webhook outbox); must not raise
+        self.on_final = on_final
         self.lock = asyncio.Lock()  # held while one chunk of one batch changes
         self._pass = asyncio.Lock()  # one processing pass at a time
         self._wake = asyncio.Event()
@@ -185,6 +193,7 @@ class Worker:
         if failure is not None:
             await self.store.clear_requests(b.seq)
             await self.store.update_batch(b, b.move(BatchStatus.FAILED, start, error=failure))
+            self._final(b)
             return
         changed = b.move(BatchStatus.PROCESSING, start, total_count=parsed.count)
         await self.store.update_batch(b, changed)
@@ -332,6 +341,11 @@ class Worker:
 
     async def _finish(self, prog: Progress, status: BatchStatus, at: float) -> None:
         await self.store.update_batch(prog.batch, prog.batch.move(status, at))
+        self._final(prog.batch)
+
+    def _final(self, b: BatchRecord) -> None:
+        if self.on_final is not None:
+            self.on_final(b)
 
     async def _close_rest(
         self, prog: Progress, status: BatchStatus, error: EmulatorError, at: float, **changes: int
@@ -348,6 +362,7 @@ class Worker:
             records += [_error(r, error) for r in requests]
         prog.cursor = len(prog.order)
         await self._record(prog, records, b.move(status, at, **changes))
+        self._final(b)
 
     # --- cancel --------------------------------------------------------------------------------
 

@@ -168,6 +168,20 @@ def route_matches(glob: str, path: str) -> bool:
 
 
 @dataclass(frozen=True)
+class WebhookChaos:
+    """What a scenario does to webhook deliveries: each rule's probability (0: never), how long
+    a delayed delivery waits, and how many attempts fail before anything is sent."""
+
+    duplicate: float = 0.0
+    delay: float = 0.0
+    delay_by: Latency | None = None
+    reorder: float = 0.0
+    wrong_signature: float = 0.0
+    fail_first: float = 0.0
+    fail_attempts: int = 0
+
+
+@dataclass(frozen=True)
 class Scenario:
     name: str
     source: str
@@ -187,6 +201,7 @@ class Scenario:
     api_faults: tuple[ApiFault, ...] = ()
     limits: dict[str, int] = field(default_factory=dict)
     rate_limit: RateLimit | None = None
+    webhooks: WebhookChaos | None = None
 
     def summary(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description, "source": self.source}
@@ -294,6 +309,7 @@ def parse_scenario(text: str, source: str, fallback_name: str = "custom") -> Sce
         api_faults=tuple(_api_fault(a) for a in doc.get("api_faults", ())),
         limits=dict(doc.get("limits", {})),
         rate_limit=_rate_limit(doc.get("rate_limit")),
+        webhooks=_webhook_chaos(doc.get("webhooks")),
     )
 
 
@@ -364,4 +380,22 @@ def _rate_limit(raw: dict[str, Any] | None) -> RateLimit | None:
         per=duration_seconds(raw.get("per", 60)),
         scope=raw.get("scope", "key"),
         routes=tuple(raw.get("routes", ("/v1/*",))),
+    )
+
+
+def _webhook_chaos(raw: dict[str, Any] | None) -> WebhookChaos | None:
+    if raw is None:
+        return None
+
+    def chance(rule: str) -> float:
+        return float(raw[rule].get("probability", 1.0)) if rule in raw else 0.0
+
+    return WebhookChaos(
+        duplicate=chance("duplicate"),
+        delay=chance("delay"),
+        delay_by=_latency(raw["delay"]["by"]) if "delay" in raw else None,
+        reorder=chance("reorder"),
+        wrong_signature=chance("wrong_signature"),
+        fail_first=chance("fail_first"),
+        fail_attempts=int(raw["fail_first"]["attempts"]) if "fail_first" in raw else 0,
     )

@@ -184,6 +184,16 @@ MATCH = {
 
 ERROR = {"code": error_code, "message": text, "status": http_status, "retry_after": integer(0)}
 
+_CHANCE = {"probability": number(0, 1)}
+#: what a scenario does to webhook deliveries; a rule without `probability` always applies
+WEBHOOKS = {
+    "duplicate": _CHANCE,  # the event is delivered twice (two deliveries, one event_id)
+    "delay": {**_CHANCE, "by": either(duration, DISTRIBUTION)},  # the first attempt waits
+    "reorder": _CHANCE,  # the deliveries due together go out in a shuffled order
+    "wrong_signature": _CHANCE,  # drawn per attempt: signed with another secret
+    "fail_first": {**_CHANCE, "attempts": integer(1)},  # attempts that fail before sending
+}
+
 SCHEMA: dict[str, Spec] = {
     "name": text,
     "description": text,
@@ -228,9 +238,7 @@ SCHEMA: dict[str, Spec] = {
         "routes": listed(text, 1),
     },
     "canned": listed({"match": MATCH, "response": text}),
-    # Reserved: webhook behaviour (duplicates, delays, reordering, bad signatures) arrives with
-    # the webhooks API; until then a scenario that asks for it is refused rather than ignored.
-    "webhooks": "reserved",
+    "webhooks": WEBHOOKS,
 }
 
 REQUIRED = {
@@ -238,6 +246,8 @@ REQUIRED = {
     "api_faults[]": (),
     "canned[]": ("response",),
     "batch.fail_input": ("message",),
+    "webhooks.delay": ("by",),
+    "webhooks.fail_first": ("attempts",),
 }
 
 
@@ -250,8 +260,6 @@ class Checker:
         return ScenarioError(f"{self.source}: {where}(line {node.start_mark.line + 1}): {problem}")
 
     def check(self, path: str, node: yaml.Node, spec: Spec) -> None:
-        if spec == "reserved":
-            raise self.fail(path, node, "webhook behaviour is not supported by this version")
         if isinstance(spec, dict):
             self._mapping(path, node, spec)
             if spec is DISTRIBUTION:
@@ -295,10 +303,6 @@ class Checker:
                 raise self.fail(where, key_node, f"unknown key '{key}' (known: {known})")
             if key in seen:
                 raise self.fail(where, key_node, "key given twice")
-            if spec[key] == "reserved":
-                raise self.fail(
-                    where, key_node, "webhook behaviour is not supported by this version"
-                )
             seen.add(key)
             self.check(where, value_node, spec[key])
         generic = re.sub(r"\[\d+\]$", "[]", path)
