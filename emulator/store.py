@@ -106,7 +106,7 @@ _COUNTERS = (
 _FILE_COLUMNS = "seq, id, tenant_id, filename, purpose, bytes, line_count, sha256, created_at"
 _JSON_FIELDS = ("metadata", "error", "extra")
 _DECIMAL_FIELDS = ("cost_live", "cost_amount")
-_PAGE = 2000
+_PAGE = 500
 _ACTIVE = tuple(sorted(ACTIVE))
 _IN_ACTIVE = f"status IN ({', '.join('?' * len(_ACTIVE))})"
 _WEBHOOK_COLUMNS = (
@@ -137,8 +137,12 @@ class Store:
         self._db: aiosqlite.Connection | None = None
         # Reads of a file database go through a second connection: in WAL mode it sees only
         # committed rows, so a read neither waits for the writer nor sees what a crash can
-        # still lose. An in-memory database has one connection, and reads take the write lock.
-        self._reader: aiosqlite.Connection | None = None
+        # still lose. It is a plain sqlite3 connection used on the event loop's own thread:
+        # a read is tens of microseconds, while a hop to a connection thread waits for the GIL
+        # behind whatever the loop is doing (milliseconds per read under load). Pages of large
+        # reads are kept small for the same reason. An in-memory database has one connection,
+        # and reads take the write lock.
+        self._reader: sqlite3.Connection | None = None
         self._lock = asyncio.Lock()  # made again in open(), inside the loop that uses it
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -158,8 +162,8 @@ class Store:
         )
         await self._db.commit()
         if self.path != ":memory:":
-            self._reader = await aiosqlite.connect(self.path)
-            await self._reader.execute("PRAGMA query_only=1")
+            self._reader = sqlite3.connect(self.path, isolation_level=None, timeout=5.0)
+            self._reader.execute("PRAGMA query_only=1")
         await self._check_version()
 
     async def _check_version(self) -> None:
@@ -199,7 +203,7 @@ class Store:
         """Release the connections; calling it twice is harmless."""
         if self._reader is not None:
             reader, self._reader = self._reader, None
-            await reader.close()
+            reader.close()
         if self._db is not None:
             db, self._db = self._db, None
             await db.close()
@@ -224,7 +228,7 @@ class Store:
     async def _all(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
         self.db  # noqa: B018 - raises StoreClosed before open() and after close()
         if self._reader is not None:
-            return list(await self._reader.execute_fetchall(sql, args))
+            return self._reader.execute(sql, args).fetchall()
         # The one connection of an in-memory database: a read between a write's statements and
         # its commit would see rows that are not committed yet, so it waits for the commit.
         async with self._lock:
@@ -297,7 +301,7 @@ class Store:
         n = -1
         while True:
             rows = await self._all(
-                "SELECT n, data FROM file_chunks WHERE file_seq = ? AND n > ? ORDER BY n LIMIT 16",
+                "SELECT n, data FROM file_chunks WHERE file_seq = ? AND n > ? ORDER BY n LIMIT 2",
                 (file_seq, n),
             )
             if not rows:
