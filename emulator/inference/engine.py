@@ -52,7 +52,7 @@ from emulator.inference.catalogue import Catalogue
 from emulator.inference.checks import check_request
 from emulator.inference.embeddings import Embedder, float32_base64
 from emulator.inference.images import png_for
-from emulator.inference.jsonfake import WORDS, fake_value
+from emulator.inference.jsonfake import fake_value, words
 from emulator.records import Model
 
 __all__ = ["Engine", "canonical", "estimate_tokens", "png_for", "prompt_tokens"]
@@ -147,14 +147,15 @@ def _stream_pieces(text: str) -> Iterator[str]:
 def _build_corpus(seed: int) -> list[str]:
     """Sentences of Faker's English words that answers are assembled from (made once per seed)."""
     rng = seeded.rng("scaigrid-emulator", "corpus", seed)
+    vocabulary = words()
     out = []
     for _ in range(_CORPUS_SENTENCES):
-        words = rng.choices(WORDS, k=rng.randint(6, 14))
-        if len(words) >= 10:  # longer sentences read better with a pause
-            words[len(words) // 2 - 1] += ","
-        sentence = " ".join(words)
+        picked = rng.choices(vocabulary, k=rng.randint(6, 14))
+        if len(picked) >= 10:  # longer sentences read better with a pause
+            picked[len(picked) // 2 - 1] += ","
+        sentence = " ".join(picked)
         while len(sentence) < 24:  # a floor, so 31 picks always fill the longest answer
-            sentence += " " + rng.choice(WORDS)
+            sentence += " " + rng.choice(vocabulary)
         out.append(sentence[0].upper() + sentence[1:] + ".")
     return out
 
@@ -190,14 +191,19 @@ class Engine:
         """Answer for another seed from now on: everything derived from the seed is made anew."""
         self.seed = seed
         self._prefix = f"{seed}\x00".encode()
-        self._corpus = _build_corpus(seed)
-        # Each sentence's length plus the space that joins it to the next: summed in `_answer`.
-        self._corpus_sizes = tuple(len(s) + 1 for s in self._corpus)
+        self._text: tuple[list[str], tuple[int, ...]] | None = None  # made on first use
         # What every digest of a model starts with, made once (_digest copes with later models).
         self._slug_prefixes = {
             m.slug: self._prefix + m.slug.encode() + b"\x00" for m in self.catalogue.models
         }
         self._embedder = Embedder(self._prefix)
+
+    def _make_text(self) -> tuple[list[str], tuple[int, ...]]:
+        """The corpus answers are assembled from, and each sentence's length plus the space
+        that joins it to the next (summed in `_answer`); made on first use, not at start."""
+        corpus = _build_corpus(self.seed)
+        self._text = corpus, tuple(len(s) + 1 for s in corpus)
+        return self._text
 
     # ---- public API ----
 
@@ -394,7 +400,7 @@ class Engine:
         # target of at least low + 4 tokens still leaves `low`.
         target = low + 4 + picks[0] % (high - low - 3)
         budget = 4 * target
-        corpus, sizes = self._corpus, self._corpus_sizes
+        corpus, sizes = self._text or self._make_text()
         count = len(corpus)
         parts: list[str] = []
         length = -1  # len(" ".join(parts)), kept as parts are added
@@ -423,7 +429,8 @@ class Engine:
         return _dumps(value), None, "stop"
 
     def _revised_prompt(self, prompt: str, digest: bytes, index: int) -> str:
-        sentence = self._corpus[int.from_bytes(digest[index : index + 2]) % len(self._corpus)]
+        corpus = (self._text or self._make_text())[0]
+        sentence = corpus[int.from_bytes(digest[index : index + 2]) % len(corpus)]
         return f"{prompt.strip().rstrip('.')}. {sentence}"
 
 

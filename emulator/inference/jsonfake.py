@@ -21,6 +21,7 @@ other documents. Unsatisfiable schemas (e.g. `false`) give `None`.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import random
@@ -28,9 +29,15 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeGuard
 
-from faker.providers.lorem.en_US import Provider as _Lorem
 
-WORDS: tuple[str, ...] = tuple(_Lorem.word_list)
+@functools.cache
+def words() -> tuple[str, ...]:
+    """Faker's English lorem words, read on first use: importing Faker costs ~0.1 s, which a
+    server that has not been asked for fake text yet need not pay before it answers."""
+    from faker.providers.lorem.en_US import Provider
+
+    return tuple(Provider.word_list)
+
 
 Schema = Mapping[str, Any]
 
@@ -59,9 +66,9 @@ _KEYWORD_TYPES = (
 )
 
 
-def fake_value(schema: Any, rng: random.Random, words: Sequence[str] = WORDS) -> Any:
+def fake_value(schema: Any, rng: random.Random, vocabulary: Sequence[str] | None = None) -> Any:
     """A value for `schema` (a JSON Schema as parsed JSON), drawn from `rng`."""
-    return _Generator(schema, rng, words).value(schema, 0)
+    return _Generator(schema, rng, vocabulary or words()).value(schema, 0)
 
 
 def _is_int(value: Any) -> TypeGuard[int]:
