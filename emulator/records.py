@@ -62,6 +62,11 @@ class BatchRecord:
             setattr(self, name, value)
         return ("status", stamp, *changes)
 
+    def note(self, **notes: Any) -> tuple[str, ...]:
+        """Add `notes` to the batch's `extra`; the field changed, for the store."""
+        self.extra = {**self.extra, **notes}
+        return ("extra",)
+
 
 @dataclass(slots=True)
 class RequestRecord:

@@ -165,8 +165,7 @@ class OaiView:
         return found
 
     async def _keep(self, b: BatchRecord, summary: dict[str, Any]) -> None:
-        b.extra = {**b.extra, "oai": summary}
-        await self.store.update_batch(b, ("extra",))
+        await self.store.update_batch(b, b.note(oai=summary))
 
     async def _lines(self, b: BatchRecord) -> AsyncIterator[tuple[str, str | None, bytes]]:
         seed = self.ids.seed

@@ -403,8 +403,8 @@ class Worker:
         b = prog.batch
         if "cancel_at" not in b.extra:
             now = self.clock.now()
-            b.extra = {**b.extra, "cancelling_at": now, "cancel_at": now + prog.plan.cancel_delay}
-            await self.store.update_batch(b, ("extra",))
+            changed = b.note(cancelling_at=now, cancel_at=now + prog.plan.cancel_delay)
+            await self.store.update_batch(b, changed)
         self.kick()
 
 
