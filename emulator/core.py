@@ -7,7 +7,7 @@ one directly and starts it itself, since httpx's ASGI transport runs no lifespan
 
 from __future__ import annotations
 
-import httpx
+from typing import TYPE_CHECKING
 
 from emulator import __version__
 from emulator.batch.files import Files
@@ -33,6 +33,9 @@ from emulator.webhooks.outbox import Outbox
 from emulator.webhooks.sender import Sender
 from emulator.webhooks.service import Webhooks
 from emulator.webhooks.sink import Sinks
+
+if TYPE_CHECKING:
+    import httpx
 
 
 class Emulator:

@@ -16,13 +16,17 @@ import functools
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import anyio.to_thread
-import httpx
 
 from emulator.errors import ValidationError
+
+# httpx is imported where it is used: importing it (~25 ms) is not worth paying before a
+# server that may never call out answers its first request.
+if TYPE_CHECKING:
+    import httpx
 
 FIELD = "input_file_url"
 
@@ -107,6 +111,8 @@ class Sources:
     @property
     def http(self) -> httpx.AsyncClient:
         if self._http is None:
+            import httpx
+
             self._http = httpx.AsyncClient(timeout=self.config.http_timeout, follow_redirects=True)
         return self._http
 
@@ -136,6 +142,8 @@ def _redacted(url: str) -> str:
 async def _iter_http(
     url: str, config: SourceConfig, http: httpx.AsyncClient
 ) -> AsyncGenerator[bytes, None]:
+    import httpx
+
     where = _redacted(url)
     try:
         # The URL goes to httpx untouched so a pre-signed query string keeps its exact encoding.

@@ -14,8 +14,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
-
-import httpx
+from typing import TYPE_CHECKING
 
 from emulator.clock import Clock
 from emulator.records import DeliveryRecord, EventRecord, WebhookRecord
@@ -25,6 +24,9 @@ from emulator.store import Store
 from emulator.webhooks import chaos, policy
 from emulator.webhooks.events import Events, headers
 from emulator.webhooks.outbox import Outbox
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger("emulator.webhooks")
 
@@ -73,6 +75,8 @@ class Sender:
     @property
     def http(self) -> httpx.AsyncClient:
         if self._http is None:  # made on first use: most runs never deliver anything
+            import httpx  # imported here too: ~25 ms a server that never delivers need not pay
+
             self._http = httpx.AsyncClient(
                 limits=httpx.Limits(max_connections=self.concurrency),
                 follow_redirects=False,
@@ -250,6 +254,8 @@ class Sender:
         if not last and chaos.wrong_signature(d, d.attempts):
             secret = "not-" + secret  # anything but the secret
         sent = headers(e, d, secret, now)
+        import httpx
+
         async with self._slots:
             started = time.perf_counter()
             try:
