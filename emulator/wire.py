@@ -41,6 +41,13 @@ def page(items: Sequence[Any], has_more: bool, next_cursor: str | None) -> dict[
     }
 
 
+def seq_page(items: Sequence[Any], rows: Sequence[Any], has_more: bool) -> dict[str, Any]:
+    """A page of stored `rows` (newest first, each with a `seq`) rendered as `items`: the next
+    cursor points below the last row shown."""
+    cursor = encode_cursor(rows[-1].seq) if has_more and rows else None
+    return page(items, has_more, cursor)
+
+
 def error(err: EmulatorError, request_id: str) -> dict[str, Any]:
     return {"status": "error", "error": err.to_dict(), "meta": {"request_id": request_id}}
 

@@ -32,8 +32,7 @@ async def list_batches(request: Request) -> Response:
         before_seq=wire.decode_cursor(q.get("cursor")),
         status=q.get("status"),
     )
-    cursor = wire.encode_cursor(rows[-1].seq) if more and rows else None
-    return JSON(wire.page([core.batches.to_wire(b, _base(request)) for b in rows], more, cursor))
+    return JSON(wire.seq_page([core.batches.to_wire(b, _base(request)) for b in rows], rows, more))
 
 
 async def get_batch(request: Request) -> Response:

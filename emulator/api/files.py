@@ -77,8 +77,7 @@ async def list_files(request: Request) -> Response:
         wire.decode_cursor(q.get("cursor")),
         _purpose(q["purpose"]) if "purpose" in q else None,
     )
-    cursor = wire.encode_cursor(rows[-1].seq) if more and rows else None
-    return JSON(wire.page([wire.file(f) for f in rows], more, cursor))
+    return JSON(wire.seq_page([wire.file(f) for f in rows], rows, more))
 
 
 async def get_file(request: Request) -> Response:

@@ -28,8 +28,7 @@ async def list_webhooks(request: Request) -> Response:
     rows, more = await core_of(request).webhooks.list_webhooks(
         principal.tenant_id, wire.parse_limit(q.get("limit")), wire.decode_cursor(q.get("cursor"))
     )
-    cursor = wire.encode_cursor(rows[-1].seq) if more and rows else None
-    return JSON(wire.page([wire.webhook(w) for w in rows], more, cursor))
+    return JSON(wire.seq_page([wire.webhook(w) for w in rows], rows, more))
 
 
 async def get_webhook(request: Request) -> Response:
@@ -68,5 +67,4 @@ async def list_deliveries(request: Request) -> Response:
         status=q.get("status"),
         since=q.get("since"),
     )
-    cursor = wire.encode_cursor(rows[-1].seq) if more and rows else None
-    return JSON(wire.page([wire.delivery(d) for d in rows], more, cursor))
+    return JSON(wire.seq_page([wire.delivery(d) for d in rows], rows, more))
