@@ -116,6 +116,7 @@ def serve(settings: Settings) -> int:
     try:
         core = Emulator(settings)
         core.store.preflight()
+        core.store.claim()  # a second server on the same database stops here
     except ConfigError as exc:
         sock.close()
         print(f"scaigrid-emulator: error: {exc}", file=sys.stderr)

@@ -6,7 +6,7 @@ from typing import Any
 
 from emulator import wire
 from emulator.clock import parse_instant
-from emulator.core import Emulator
+from emulator.core import GLOBAL_SCENARIO, Emulator
 from emulator.errors import ValidationError
 from emulator.scenario.model import Scenario
 
@@ -61,6 +61,7 @@ async def forget(core: Emulator, tenant_id: str | None = None) -> None:
         core.worker.forget()
         core.sender.forget()
     core.journal.clear(tenant_id)
+    await core.store.reset_state(tenant_id)
     core.scenarios.reset(tenant_id)
     core.effects.reset(tenant_id)
     core.live.reset(tenant_id)
@@ -102,6 +103,7 @@ async def set_clock(core: Emulator, body: dict[str, Any]) -> dict[str, Any]:
             raise _field_error("start", "must be an ISO-8601 instant") from None
     core.clock.configure(mode, float(scale) if scale is not None else None, instant)
     await settle(core)
+    await core.durable.save()
     return core.clock.to_dict()
 
 
@@ -114,6 +116,7 @@ async def advance_clock(core: Emulator, body: dict[str, Any]) -> dict[str, Any]:
         seconds += unit * body.get(name, 0)
     core.clock.advance(seconds)
     await settle(core)
+    await core.durable.save()
     return core.clock.to_dict()
 
 
@@ -129,6 +132,23 @@ def scenario_from(core: Emulator, body: dict[str, Any]) -> Scenario:
     if "yaml" in body:
         return core.scenarios.from_yaml(body["yaml"])
     return core.scenarios.resolve(body["name"])
+
+
+async def set_global_scenario(core: Emulator, scenario: Scenario) -> None:
+    """Put `scenario` in force for everyone, and keep it for a restart."""
+    core.scenarios.set_global(scenario)
+    await core.store.put_state(GLOBAL_SCENARIO, _kept(scenario))
+
+
+async def set_tenant_scenario(core: Emulator, tenant_id: str, scenario: Scenario | None) -> None:
+    """Put `scenario` in force for one tenant (None: drop it), and keep that for a restart."""
+    core.scenarios.set_tenant(tenant_id, scenario)
+    kept = None if scenario is None else (scenario.name, scenario.source, scenario.text)
+    await core.store.put_tenant_scenario(tenant_id, kept)
+
+
+def _kept(scenario: Scenario) -> dict[str, str]:
+    return {"name": scenario.name, "source": scenario.source, "text": scenario.text}
 
 
 def describe(scenario: Scenario) -> dict[str, Any]:

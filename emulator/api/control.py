@@ -87,7 +87,7 @@ async def set_scenario(request: Request) -> Response:
     admin(request)
     core = core_of(request)
     scenario = control.scenario_from(core, await json_body(request))
-    core.scenarios.set_global(scenario)
+    await control.set_global_scenario(core, scenario)
     return JSON(wire.ok(control.describe(scenario)))
 
 
@@ -101,14 +101,14 @@ async def set_tenant_scenario(request: Request) -> Response:
     admin(request)
     core = core_of(request)
     scenario = control.scenario_from(core, await json_body(request))
-    core.scenarios.set_tenant(_tenant(request), scenario)
+    await control.set_tenant_scenario(core, _tenant(request), scenario)
     return JSON(wire.ok(control.describe(scenario)))
 
 
 async def delete_tenant_scenario(request: Request) -> Response:
     admin(request)
     core = core_of(request)
-    core.scenarios.set_tenant(_tenant(request), None)
+    await control.set_tenant_scenario(core, _tenant(request), None)
     return JSON(wire.ok(control.describe(core.scenarios.global_scenario)))
 
 

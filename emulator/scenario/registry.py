@@ -141,6 +141,15 @@ class Scenarios:
             return self._tenants[tenant_id]
         return self.global_scenario
 
+    def restore(
+        self, global_: tuple[str, str, str] | None, tenants: dict[str, tuple[str, str, str]]
+    ) -> None:
+        """Put back the scenarios a previous run set, each as (name, source, YAML text)."""
+        if global_ is not None:
+            self.set_global(parse_scenario(global_[2], global_[1], global_[0]))
+        for tenant_id, (name, source, text) in tenants.items():
+            self.set_tenant(tenant_id, parse_scenario(text, source, name))
+
     def tenant_scenarios(self) -> dict[str, Scenario]:
         return dict(self._tenants)
 
