@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 
-from emulator.clock import Clock
+from emulator.clock import Clock, iso
 from emulator.journal import Journal
 from emulator.store import Store, StoreClosed
 
@@ -41,7 +41,14 @@ class Durable:
         snapshot = await self.store.get_state(CLOCK_KEY)
         floor = await self.store.latest_instant()
         if snapshot is not None:
+            configured = (self.clock.mode, self.clock.scale)
             self.clock.restore(snapshot, floor)
+            if (self.clock.mode, self.clock.scale) != configured:
+                log.warning(
+                    "the database's clock (%s, scale %s, now %s) continues; it overrides the "
+                    "configured %s clock (give another --db to start afresh)",
+                    self.clock.mode, self.clock.scale, iso(self.clock.now()), configured[0],
+                )  # fmt: skip
         elif floor is not None and floor > self.clock.now():
             # a database from before the clock was saved: never start before what it holds
             self.clock.restore({**self.clock.snapshot(), "now": floor}, floor)

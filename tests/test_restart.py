@@ -164,3 +164,15 @@ def test_one_server_per_database_and_a_killed_one_blocks_nothing(tmp_path: Path)
     finally:
         again.proc.terminate()
         again.proc.wait(timeout=10)
+
+
+async def test_a_stored_clock_that_overrides_the_settings_says_so(
+    make_emu: MakeEmu, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = str(tmp_path / "e.db")
+    h = await make_emu(db=db)
+    ok(await h.client.put("/_emulator/clock", json={"mode": "scaled", "scale": 10}))
+    h = await restart(make_emu, h, db)  # configured: frozen
+    assert "the database's clock (scaled, scale 10.0" in caplog.text
+    assert "overrides the configured frozen clock" in caplog.text
+    assert ok(await h.client.get("/_emulator/clock"))["mode"] == "scaled"
