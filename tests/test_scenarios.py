@@ -16,6 +16,7 @@ import pytest
 from conftest import KEY, OTHER_KEY, Harness, b64, chat_line, embed_line, jsonl, key
 
 from emulator import cli
+from emulator.errors import ERROR_CODES
 from emulator.scenario.model import parse_scenario
 from emulator.scenario.schema import ScenarioError, duration_seconds
 from emulator.tenancy import open_tenant_id
@@ -444,7 +445,7 @@ KNOWN_TOP = (
     "name, description, seed, processing, faults, batch, api_faults, limits, rate_limit, canned,"
     " webhooks"
 )
-KNOWN_CODES = ", ".join(sorted(__import__("emulator.errors").errors.ERROR_CODES))
+KNOWN_CODES = ", ".join(sorted(ERROR_CODES))
 
 
 @pytest.mark.parametrize("code", ["BACKEND_EROR", "MODEL_NOT_AVAILABLE"])
