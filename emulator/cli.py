@@ -1,4 +1,5 @@
-"""The `scaigrid-emulator` command: `serve` runs the emulator; `scenario check` lints a scenario."""
+"""The `scaigrid-emulator` command: `serve` runs the emulator; `scenario list`, `scenario show`
+and `scenario check` work with scenarios."""
 
 from __future__ import annotations
 
@@ -39,8 +40,19 @@ def parser() -> argparse.ArgumentParser:
     add_arguments(serve)
     scenario = commands.add_parser("scenario", help="work with scenario files")
     scenario_commands = scenario.add_subparsers(dest="scenario_command", required=True)
+    scenario_commands.add_parser(
+        "list", help="list the bundled scenarios", description="The bundled scenarios."
+    )
+    show = scenario_commands.add_parser(
+        "show",
+        help="print a scenario's YAML",
+        description="Print the YAML of a bundled scenario (by name) or a scenario file.",
+    )
+    show.add_argument("name", metavar="NAME")
     check = scenario_commands.add_parser(
-        "check", help="validate scenario files", description="Validate scenario YAML files."
+        "check",
+        help="validate scenario files",
+        description="Validate scenario YAML files; every problem of each file is reported.",
     )
     check.add_argument("files", nargs="+", metavar="FILE")
     return top
@@ -49,7 +61,12 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "scenario":
-        return check_scenarios(args.files)
+        commands = {
+            "list": lambda: list_scenarios(),
+            "show": lambda: show_scenario(args.name),
+            "check": lambda: check_scenarios(args.files),
+        }
+        return commands[args.scenario_command]()
     try:
         settings = build_settings(vars(args), os.environ if env is None else env)
     except ConfigError as exc:
@@ -60,19 +77,46 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 
+def list_scenarios() -> int:
+    """One line per bundled scenario: its name and description."""
+    from emulator.scenario.registry import Scenarios
+
+    bundled = Scenarios("happy-path").bundled()
+    width = max((len(s.name) for s in bundled), default=0)
+    for scenario in bundled:
+        print(f"{scenario.name:<{width}}  {scenario.description}".rstrip())
+    return 0
+
+
+def show_scenario(name: str) -> int:
+    """Print the YAML of a bundled scenario or a scenario file; exit 1 if there is none."""
+    from emulator.scenario.registry import Scenarios
+
+    try:
+        scenario = Scenarios("happy-path").resolve(name, strict=True)
+    except ConfigError as exc:
+        print(f"scaigrid-emulator: error: {exc}", file=sys.stderr)
+        return 1
+    print(scenario.text, end="" if scenario.text.endswith("\n") else "\n")
+    return 0
+
+
 def check_scenarios(files: Sequence[str]) -> int:
-    """Validate each file; print one line per file. Exit 1 if any is invalid."""
+    """Validate each file; print one line per valid file and one per problem of each invalid
+    one (every problem, not only the first). Exit 1 if any is invalid."""
     from pathlib import Path
 
     from emulator.scenario.registry import load_scenario_file
+    from emulator.scenario.schema import ScenarioError
 
     failed = 0
     for name in files:
         try:
             scenario = load_scenario_file(Path(name))
-        except ConfigError as exc:
+        except ScenarioError as exc:
             failed += 1
-            print(f"error: {exc}", file=sys.stderr)
+            for problem in exc.problems:
+                print(f"error: {problem}", file=sys.stderr)
         else:
             print(f"{name}: ok (scenario '{scenario.name}')")
     return 1 if failed else 0
@@ -116,6 +160,7 @@ def serve(settings: Settings) -> int:
     try:
         core = Emulator(settings)
         core.store.preflight()
+        core.store.claim()  # a second server on the same database stops here
     except ConfigError as exc:
         sock.close()
         print(f"scaigrid-emulator: error: {exc}", file=sys.stderr)

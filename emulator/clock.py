@@ -117,6 +117,23 @@ class Clock:
         """Call `listener` after every advance or reconfiguration (the worker wakes on it)."""
         self._listeners.append(listener)
 
+    # --- surviving a restart -------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """What a restart needs to continue this clock: mode, scale, the instant, and the wall
+        time it was read at."""
+        return {"mode": self.mode, "scale": self.scale, "now": self.now(), "wall": self._wall()}
+
+    def restore(self, snapshot: dict[str, Any], floor: float | None = None) -> None:
+        """Continue from a snapshot: `real` keeps its distance to wall time; `frozen` and
+        `scaled` resume at the saved instant (they did not run while the emulator was down).
+        Never before `floor` (the latest instant anything stored was written at)."""
+        instant = float(snapshot["now"])
+        if snapshot["mode"] == "real":
+            instant += self._wall() - float(snapshot["wall"])
+        self._set(str(snapshot["mode"]), float(snapshot["scale"]), max(instant, floor or instant))
+        self._notify()
+
     # --- internals -----------------------------------------------------------------------------
 
     def _set(self, mode: str, scale: float, emu: float) -> None:

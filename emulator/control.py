@@ -6,10 +6,9 @@ from typing import Any
 
 from emulator import wire
 from emulator.clock import parse_instant
-from emulator.core import Emulator
-from emulator.errors import EmulatorError, ValidationError
+from emulator.core import GLOBAL_SCENARIO, Emulator
+from emulator.errors import ValidationError
 from emulator.scenario.model import Scenario
-from emulator.tenancy import KEY_PATTERN
 
 
 def _field_error(field: str, message: str) -> ValidationError:
@@ -19,20 +18,33 @@ def _field_error(field: str, message: str) -> ValidationError:
 
 
 def tenant_of(core: Emulator, body: dict[str, Any]) -> str | None:
-    """`tenant_id`, or the tenant an `api_key` belongs to; None means everyone."""
-    if body.get("tenant_id") is not None:
-        if not isinstance(body["tenant_id"], str):
-            raise _field_error("tenant_id", "must be a string")
+    """`tenant_id`, or the tenant an `api_key` belongs to; None (an empty body) means everyone.
+    The body is checked against its table first: a misspelled key is a 422, never "everyone"."""
+    body = wire.control_body("reset", body)
+    if "tenant_id" in body:
         return str(body["tenant_id"])
-    key = body.get("api_key")
-    if key is None:
-        return None
-    if not isinstance(key, str) or not KEY_PATTERN.fullmatch(key):
-        raise _field_error("api_key", "must be a well-formed sgk_ key")
-    try:
-        return core.tenancy.authenticate(f"Bearer {key}").tenant_id
-    except EmulatorError:
-        raise _field_error("api_key", "is not a key of any tenant") from None
+    if "api_key" in body:
+        return core.tenancy.principal_of(str(body["api_key"])).tenant_id
+    return None
+
+
+def tenant_path(core: Emulator, key_or_id: str) -> str:
+    """The tenant a control path names: a tenant id, or an API key resolved to its tenant."""
+    return core.tenancy.resolve(key_or_id)[0]
+
+
+def tenant_info(core: Emulator, key_or_id: str) -> dict[str, Any]:
+    """What `GET /_emulator/tenants/{key_or_id}` answers: the tenant a key or id names."""
+    tenant, principal = core.tenancy.resolve(key_or_id)
+    if principal is None:
+        if core.tenancy.mode == "configured" and tenant not in core.tenancy.tenants():
+            raise _field_error("tenant", f"'{tenant}' is not a configured tenant")
+        return {"tenant_id": tenant, "partner_id": core.tenancy.partner_of(tenant),
+                "resolved_from": "tenant_id"}  # fmt: skip
+    return {
+        "tenant_id": tenant, "partner_id": principal.partner_id, "resolved_from": "api_key",
+        "key_id": principal.key_id, "role": principal.role, "user_id": principal.user_id,
+    }  # fmt: skip
 
 
 async def reset(core: Emulator, body: dict[str, Any]) -> dict[str, Any]:
@@ -49,6 +61,7 @@ async def forget(core: Emulator, tenant_id: str | None = None) -> None:
         core.worker.forget()
         core.sender.forget()
     core.journal.clear(tenant_id)
+    await core.store.reset_state(tenant_id)
     core.scenarios.reset(tenant_id)
     core.effects.reset(tenant_id)
     core.live.reset(tenant_id)
@@ -80,11 +93,8 @@ def health(core: Emulator) -> dict[str, Any]:
 
 
 async def set_clock(core: Emulator, body: dict[str, Any]) -> dict[str, Any]:
+    body = wire.control_body("clock", body)
     mode, scale, start = body.get("mode"), body.get("scale"), body.get("start")
-    if mode is not None and not isinstance(mode, str):
-        raise _field_error("mode", "must be real, scaled or frozen")
-    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, int | float)):
-        raise _field_error("scale", "must be a number > 0")
     instant = None
     if start is not None:
         try:
@@ -93,41 +103,52 @@ async def set_clock(core: Emulator, body: dict[str, Any]) -> dict[str, Any]:
             raise _field_error("start", "must be an ISO-8601 instant") from None
     core.clock.configure(mode, float(scale) if scale is not None else None, instant)
     await settle(core)
+    await core.durable.save()
     return core.clock.to_dict()
 
 
 async def advance_clock(core: Emulator, body: dict[str, Any]) -> dict[str, Any]:
     """Move the clock forward, then process everything that became due before answering, so a
     status read right after sees exactly the state at the new instant."""
+    body = wire.control_body("clock/advance", body)
     seconds = 0.0
     for name, unit in (("seconds", 1), ("minutes", 60), ("hours", 3600)):
-        value = body.get(name, 0)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise _field_error(name, "must be a number")
-        seconds += unit * value
+        seconds += unit * body.get(name, 0)
     core.clock.advance(seconds)
     await settle(core)
+    await core.durable.save()
     return core.clock.to_dict()
 
 
 def set_seed(core: Emulator, body: dict[str, Any]) -> dict[str, Any]:
-    seed = body.get("seed")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise _field_error("seed", "must be an integer")
+    seed = wire.control_body("seed", body)["seed"]
     reseed(core, seed)
     return {"seed": seed}
 
 
 def scenario_from(core: Emulator, body: dict[str, Any]) -> Scenario:
     """`{"name": bundled-name-or-file}` or `{"yaml": "..."}`."""
-    if isinstance(body.get("yaml"), str):
+    body = wire.control_body("scenario", body)
+    if "yaml" in body:
         return core.scenarios.from_yaml(body["yaml"])
-    if isinstance(body.get("name"), str):
-        return core.scenarios.resolve(body["name"])
-    raise ValidationError(
-        'Give a scenario as {"name": ...} or {"yaml": ...}.',
-        details=[{"field": "name", "message": "a bundled name, a file path, or inline yaml"}],
-    )
+    return core.scenarios.resolve(body["name"])
+
+
+async def set_global_scenario(core: Emulator, scenario: Scenario) -> None:
+    """Put `scenario` in force for everyone, and keep it for a restart."""
+    core.scenarios.set_global(scenario)
+    await core.store.put_state(GLOBAL_SCENARIO, _kept(scenario))
+
+
+async def set_tenant_scenario(core: Emulator, tenant_id: str, scenario: Scenario | None) -> None:
+    """Put `scenario` in force for one tenant (None: drop it), and keep that for a restart."""
+    core.scenarios.set_tenant(tenant_id, scenario)
+    kept = None if scenario is None else (scenario.name, scenario.source, scenario.text)
+    await core.store.put_tenant_scenario(tenant_id, kept)
+
+
+def _kept(scenario: Scenario) -> dict[str, str]:
+    return {"name": scenario.name, "source": scenario.source, "text": scenario.text}
 
 
 def describe(scenario: Scenario) -> dict[str, Any]:

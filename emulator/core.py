@@ -16,6 +16,7 @@ from emulator.batch.service import Batches, Limits
 from emulator.batch.sources import SourceConfig, Sources
 from emulator.batch.worker import Worker
 from emulator.clock import Clock
+from emulator.durable import Durable
 from emulator.ids import Ids
 from emulator.inference.catalogue import load_catalogue
 from emulator.inference.engine import Engine
@@ -33,6 +34,9 @@ from emulator.webhooks.outbox import Outbox
 from emulator.webhooks.sender import Sender
 from emulator.webhooks.service import Webhooks
 from emulator.webhooks.sink import Sinks
+
+#: the emulator_state key of the global scenario set through the control plane
+GLOBAL_SCENARIO = "scenario"
 
 if TYPE_CHECKING:
     import httpx
@@ -57,6 +61,7 @@ class Emulator:
         self.signer = Signer(settings.seed)
         self.journal = Journal(self.clock.now)
         self.store = Store(settings.db)
+        self.durable = Durable(self.store, self.clock, self.journal)
         self.scenarios = Scenarios(settings.scenario, settings.seed)
         self.effects = ApiEffects()
         links = ImageLinks(self.signer, self.clock, settings.base_url)
@@ -87,18 +92,26 @@ class Emulator:
 
     async def start(self) -> None:
         await self.store.open()
+        await self.durable.restore()  # the clock and journal where the last run stopped
+        global_ = await self.store.get_state(GLOBAL_SCENARIO)
+        self.scenarios.restore(
+            None if global_ is None else (global_["name"], global_["source"], global_["text"]),
+            await self.store.tenant_scenarios(),
+        )
         await self.files.start()
         await self.batches.start()
         await self.events.start()
         await self.webhooks.start()
         await self.worker.start()  # resumes every pending or processing batch
         await self.sender.start()  # makes the events a crash kept from being made
+        self.durable.start()
         self.started = True
 
     async def stop(self) -> None:
         self.started = False
         await self.worker.stop()
         await self.sender.stop()
+        await self.durable.stop()
         await self.store.close()
         await self.sources.aclose()
 

@@ -19,13 +19,27 @@ _FIELDS = ("time", "method", "path", "query", "status", "tenant_id", "request_id
 class Journal:
     def __init__(self, now: Callable[[], float], capacity: int = 10_000) -> None:
         self._now = now
+        self.capacity = capacity
         self._entries: deque[tuple[Any, ...]] = deque(maxlen=capacity)
+        # entries not yet in the store: written in batches (`emulator.durable`), never one
+        # database write per request; bounded like the journal itself
+        self._unsaved: deque[tuple[Any, ...]] = deque(maxlen=capacity)
 
     def record(self, scope: Scope, status: int, tenant_id: str | None, request_id: str) -> None:
-        self._entries.append(
-            (self._now(), scope["method"], scope["path"], scope.get("query_string", b""), status,
-             tenant_id, request_id)
-        )  # fmt: skip
+        entry = (self._now(), scope["method"], scope["path"], scope.get("query_string", b""),
+                 status, tenant_id, request_id)  # fmt: skip
+        self._entries.append(entry)
+        self._unsaved.append(entry)
+
+    def take_unsaved(self) -> list[tuple[Any, ...]]:
+        """The entries recorded since the last call, for the store."""
+        out = list(self._unsaved)
+        self._unsaved.clear()
+        return out
+
+    def restore(self, entries: list[tuple[Any, ...]]) -> None:
+        """Entries a previous run saved, oldest first, before any new ones."""
+        self._entries = deque([*entries, *self._entries], maxlen=self.capacity)
 
     def entries(
         self,
@@ -58,9 +72,10 @@ class Journal:
         return list(self._entries)
 
     def clear(self, tenant_id: str | None = None) -> None:
-        if tenant_id is None:
-            self._entries.clear()
-            return
-        kept = [e for e in self._entries if e[5] != tenant_id]
-        self._entries.clear()
-        self._entries.extend(kept)
+        for entries in (self._entries, self._unsaved):
+            if tenant_id is None:
+                entries.clear()
+                continue
+            kept = [e for e in entries if e[5] != tenant_id]
+            entries.clear()
+            entries.extend(kept)

@@ -29,6 +29,7 @@ from urllib.parse import quote, urlencode
 import httpx
 import pytest
 
+from emulator.scenario.registry import looks_like_yaml
 from emulator.settings import Settings
 from emulator.tenancy import open_tenant_id
 
@@ -65,6 +66,25 @@ class EmulatorServer:
         self.server.should_exit = True
         self._thread.join(timeout=10)
         self.sock.close()
+
+
+class EmulatorRefused(httpx.HTTPStatusError):
+    """The control plane refused a call: the message is the server's own (its code, message and
+    every detail), not a bare status. Still an `httpx.HTTPStatusError`."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        request = response.request
+        text = f"{request.method} {request.url.path} answered {response.status_code}"
+        try:
+            error = response.json()["error"]
+        except (ValueError, KeyError, TypeError):
+            text += f": {response.text[:500]}"
+        else:
+            text += f" {error.get('code')}: {error.get('message')}"
+            for detail in error.get("details") or []:
+                if detail.get("message") and detail["message"] not in text:
+                    text += f"\n  {detail.get('field', '')}: {detail['message']}"
+        super().__init__(text, request=request, response=response)
 
 
 class SignatureMismatch(AssertionError):
@@ -145,7 +165,8 @@ class Scaigrid:
 
     def _call(self, method: str, path: str, **kw: Any) -> Any:
         resp = self._control.request(method, path, **kw)
-        resp.raise_for_status()
+        if resp.is_error:
+            raise EmulatorRefused(resp)
         return resp.json()["data"]
 
     def advance(
@@ -158,9 +179,11 @@ class Scaigrid:
         return data
 
     def use_scenario(self, name_or_path: str | Path) -> None:
-        """Run this test's tenant under a bundled scenario, a YAML file, or inline YAML text."""
+        """Run this test's tenant under a bundled scenario, a YAML file, or inline YAML text (one
+        line too: `{faults: [...]}`, `name: x`). A refused scenario raises `EmulatorRefused`
+        with the server's message."""
         ref = str(name_or_path)
-        body = {"yaml": ref} if "\n" in ref else {"name": ref}
+        body = {"yaml": ref} if looks_like_yaml(ref) else {"name": ref}
         self._call("PUT", f"/tenants/{self.tenant_id}/scenario", json=body)
 
     def wait_for(self, batch_id: str, status: str) -> dict[str, Any]:

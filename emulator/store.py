@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from decimal import Decimal
@@ -90,6 +91,17 @@ CREATE TABLE IF NOT EXISTS webhook_deliveries (
 );
 CREATE INDEX IF NOT EXISTS deliveries_by_webhook ON webhook_deliveries (webhook_seq, seq);
 CREATE INDEX IF NOT EXISTS deliveries_due ON webhook_deliveries (status, next_attempt_at);
+-- the emulator's own state, kept so a restart continues where it stopped: the clock and the
+-- global scenario (one JSON value per key), the tenant scenarios, and the request journal
+CREATE TABLE IF NOT EXISTS emulator_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tenant_scenarios (
+    tenant_id TEXT PRIMARY KEY, name TEXT NOT NULL, source TEXT NOT NULL, text TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS journal (
+    seq INTEGER PRIMARY KEY, time REAL NOT NULL, method TEXT NOT NULL, path TEXT NOT NULL,
+    query BLOB NOT NULL, status INTEGER NOT NULL, tenant_id TEXT, request_id TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS journal_by_tenant ON journal (tenant_id);
 """
 
 _BATCH_COLUMNS = (
@@ -144,6 +156,7 @@ class Store:
         # and reads take the write lock.
         self._reader: sqlite3.Connection | None = None
         self._lock = asyncio.Lock()  # made again in open(), inside the loop that uses it
+        self._claim: int | None = None  # the lock file's descriptor while this process serves
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -199,8 +212,42 @@ class Store:
         if rows and rows[0][0] != str(SCHEMA_VERSION):
             raise self._wrong_version(rows[0][0])
 
+    def claim(self) -> None:
+        """Before serving (and announcing a URL): make this process the only server of the
+        database file, or raise a ConfigError naming the process that serves it.
+
+        The claim is an exclusive `flock` on `PATH.lock`, which the OS releases when the process
+        ends however it ends: a server killed with `kill -9` leaves no stale claim behind, and
+        the file (with the last holder's pid) is simply claimed again. Held until `close()`."""
+        if self.path == ":memory:" or self._claim is not None:
+            return
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - no flock (Windows): no claim
+            return
+        lock_path = self.path + ".lock"
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise ConfigError(f"{lock_path}: cannot create the lock file: {exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise ConfigError(
+                f"{self.path}: another emulator (pid {holder}) is serving this database; stop "
+                "it, or give this one another --db file"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._claim = fd
+
     async def close(self) -> None:
-        """Release the connections; calling it twice is harmless."""
+        """Release the connections (and the claim); calling it twice is harmless."""
+        if self._claim is not None:
+            fd, self._claim = self._claim, None
+            os.close(fd)
         if self._reader is not None:
             reader, self._reader = self._reader, None
             reader.close()
@@ -663,6 +710,92 @@ class Store:
             )
             await db.execute("DELETE FROM webhook_events WHERE tenant_id = ?", (tenant_id,))
             await db.execute("DELETE FROM webhooks WHERE tenant_id = ?", (tenant_id,))
+
+    # --- emulator state: clock, scenarios, journal ---------------------------------------------
+
+    async def put_state(self, key: str, value: dict[str, Any] | None) -> None:
+        """Keep one JSON value of the emulator's own state (None forgets it)."""
+        async with self._write() as db:
+            if value is None:
+                await db.execute("DELETE FROM emulator_state WHERE key = ?", (key,))
+            else:
+                await db.execute(
+                    "INSERT OR REPLACE INTO emulator_state (key, value) VALUES (?, ?)",
+                    (key, orjson.dumps(value).decode()),
+                )
+
+    async def get_state(self, key: str) -> dict[str, Any] | None:
+        rows = await self._all("SELECT value FROM emulator_state WHERE key = ?", (key,))
+        if not rows:
+            return None
+        value: dict[str, Any] = orjson.loads(rows[0][0])
+        return value
+
+    async def put_tenant_scenario(
+        self, tenant_id: str, scenario: tuple[str, str, str] | None
+    ) -> None:
+        """A tenant's scenario as (name, source, YAML text); None drops it."""
+        async with self._write() as db:
+            await db.execute("DELETE FROM tenant_scenarios WHERE tenant_id = ?", (tenant_id,))
+            if scenario is not None:
+                await db.execute(
+                    "INSERT INTO tenant_scenarios (tenant_id, name, source, text)"
+                    " VALUES (?, ?, ?, ?)",
+                    (tenant_id, *scenario),
+                )
+
+    async def tenant_scenarios(self) -> dict[str, tuple[str, str, str]]:
+        rows = await self._all("SELECT tenant_id, name, source, text FROM tenant_scenarios")
+        return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+    async def append_journal(self, entries: Sequence[tuple[Any, ...]], keep: int) -> None:
+        """Add journal entries (time, method, path, query, status, tenant, request id) in one
+        transaction, and drop the oldest beyond the last `keep`."""
+        if not entries:
+            return
+        async with self._write() as db:
+            await db.executemany(
+                "INSERT INTO journal (time, method, path, query, status, tenant_id, request_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                entries,
+            )
+            await db.execute(
+                "DELETE FROM journal WHERE seq <= (SELECT MAX(seq) FROM journal) - ?", (keep,)
+            )
+
+    async def load_journal(self, limit: int) -> list[tuple[Any, ...]]:
+        """The last `limit` journal entries, oldest first."""
+        rows = await self._all(
+            "SELECT time, method, path, query, status, tenant_id, request_id FROM"
+            " (SELECT * FROM journal ORDER BY seq DESC LIMIT ?) ORDER BY seq",
+            (limit,),
+        )
+        return [(r[0], r[1], r[2], bytes(r[3]), *r[4:]) for r in rows]
+
+    async def reset_state(self, tenant_id: str | None = None) -> None:
+        """Forget the journal and the tenant scenarios (everyone's, or one tenant's); the clock
+        and the global scenario are not a tenant's, and a reset keeps them."""
+        async with self._write() as db:
+            if tenant_id is None:
+                await db.execute("DELETE FROM journal")
+                await db.execute("DELETE FROM tenant_scenarios")
+                return
+            await db.execute("DELETE FROM journal WHERE tenant_id = ?", (tenant_id,))
+            await db.execute("DELETE FROM tenant_scenarios WHERE tenant_id = ?", (tenant_id,))
+
+    async def latest_instant(self) -> float | None:
+        """The latest emulator instant anything stored was written at (None: nothing is): a
+        restarted clock never starts before it."""
+        rows = await self._all(
+            "SELECT MAX(t) FROM ("
+            " SELECT MAX(MAX(created_at, COALESCE(started_at, 0), COALESCE(completed_at, 0),"
+            "  COALESCE(cancelled_at, 0), COALESCE(failed_at, 0))) AS t FROM batches"
+            " UNION ALL SELECT MAX(created_at) FROM files"
+            " UNION ALL SELECT MAX(created_at) FROM webhook_events"
+            " UNION ALL SELECT MAX(COALESCE(last_attempt_at, created_at)) FROM webhook_deliveries"
+            " UNION ALL SELECT MAX(time) FROM journal)"
+        )
+        return None if rows[0][0] is None else float(rows[0][0])
 
     # --- reset ---------------------------------------------------------------------------------
 

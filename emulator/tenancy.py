@@ -14,7 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from emulator.errors import AuthTokenInvalid, AuthTokenMissing, ConfigError, PermissionDenied
+from emulator.errors import (
+    AuthTokenInvalid,
+    AuthTokenMissing,
+    ConfigError,
+    PermissionDenied,
+    ValidationError,
+)
 from emulator.yamlfile import read_yaml
 
 #: ScaiGrid's keys are `sgk_` followed by at least 32 random characters.
@@ -106,6 +112,28 @@ class Tenancy:
 
     def tenants(self) -> list[str]:
         return sorted({p.tenant_id for p in self._keys.values()})
+
+    def principal_of(self, key: str, field: str = "api_key") -> Principal:
+        """The principal behind an API key the control plane names (in a body or a path); a
+        malformed key, or one configured tenancy does not know, is a 422 naming `field`."""
+        if not KEY_PATTERN.fullmatch(key):
+            message = "is not a well-formed key ('sgk_' followed by at least 32 characters)"
+        elif key in self._keys or self.mode == "open":
+            return self.authenticate(f"Bearer {key}")
+        else:
+            message = "is not a key of any configured tenant"
+        raise ValidationError(
+            f"Invalid {field}: {key[:8]}... {message}.",
+            details=[{"field": field, "message": message}],
+        )
+
+    def resolve(self, key_or_id: str) -> tuple[str, Principal | None]:
+        """The tenant a control path names: an API key (`sgk_...`) is resolved to its tenant,
+        anything else is a tenant id. Answers the tenant id and, for a key, its principal."""
+        if key_or_id.startswith("sgk_"):
+            principal = self.principal_of(key_or_id, "tenant")
+            return principal.tenant_id, principal
+        return key_or_id, None
 
 
 def load_tenancy(path: Path | None) -> Tenancy:

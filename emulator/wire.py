@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -270,3 +271,126 @@ def sink_item(
 ) -> dict[str, Any]:
     """One post the built-in receiver got; `body` is the raw text, `status` what it answered."""
     return {"received_at": iso(received_at), "headers": headers, "body": body, "status": status}
+
+
+# --- control-plane bodies ------------------------------------------------------------------------
+# Every body a control route takes, as a table: its keys, each key's JSON type, and which keys
+# exclude each other. A key not in the table, a null, or a value of another type is a 422 that
+# names the key, so a misspelling is never read as "not given" (a reset never widens to "all").
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    """One key of a control body: the JSON types it takes and how the error describes them."""
+
+    types: tuple[type, ...]
+    expected: str
+    required: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Body:
+    """The keys a control route's body may have; `one_of`: at most one of them (exactly one
+    with `need_one`)."""
+
+    keys: dict[str, Key]
+    one_of: tuple[str, ...] = ()
+    need_one: bool = False
+
+
+_STR = (str,)
+_NUMBER = (int, float)
+_AMOUNT = Key(_NUMBER, "a number")
+
+CONTROL_BODIES: dict[str, Body] = {
+    "reset": Body(
+        {"tenant_id": Key(_STR, "a tenant id string"), "api_key": Key(_STR, "an sgk_ key string")},
+        one_of=("tenant_id", "api_key"),
+    ),
+    "clock": Body(
+        {
+            "mode": Key(_STR, "one of real, scaled, frozen"),
+            "scale": Key(_NUMBER, "a number > 0"),
+            "start": Key(_STR, "an ISO-8601 instant string"),
+        }
+    ),
+    "clock/advance": Body({"seconds": _AMOUNT, "minutes": _AMOUNT, "hours": _AMOUNT}),
+    "seed": Body({"seed": Key((int,), "an integer", required=True)}),
+    "scenario": Body(
+        {
+            "name": Key(_STR, "a bundled scenario name or a .yaml file path"),
+            "yaml": Key(_STR, "scenario YAML text"),
+        },
+        one_of=("name", "yaml"),
+        need_one=True,
+    ),
+}
+
+#: the query parameters of the control routes that read with filters
+CONTROL_QUERIES: dict[str, frozenset[str]] = {
+    "journal": frozenset({"method", "path", "status", "tenant_id", "since", "limit"}),
+    "state": frozenset({"tenant_id"}),
+}
+
+_JSON_TYPES = {
+    bool: "a boolean", int: "a number", float: "a number", str: "a string",
+    list: "an array", dict: "an object", type(None): "null",
+}  # fmt: skip
+
+
+def _json_type(value: Any) -> str:
+    return _JSON_TYPES.get(type(value), type(value).__name__)
+
+
+def _is(value: Any, types: tuple[type, ...]) -> bool:
+    if isinstance(value, bool):
+        return bool in types
+    return isinstance(value, types)
+
+
+def control_body(route: str, body: dict[str, Any]) -> dict[str, Any]:
+    """`body` if it is exactly what the control route `route` takes; else a 422 naming every
+    key that is unknown, missing or of the wrong type."""
+    shape = CONTROL_BODIES[route]
+    known = ", ".join(shape.keys) or "none"
+    problems: list[dict[str, Any]] = []
+    for name in body:
+        if name not in shape.keys:
+            problems.append({"field": name, "message": f"unknown key (known keys: {known})"})
+    for name, key in shape.keys.items():
+        if name in body:
+            if not _is(body[name], key.types):
+                got = _json_type(body[name])
+                problems.append({"field": name, "message": f"must be {key.expected}, got {got}"})
+        elif key.required:
+            problems.append({"field": name, "message": f"is required ({key.expected})"})
+    given = [name for name in shape.one_of if name in body]
+    if len(given) > 1:
+        problems.append(
+            {"field": given[1], "message": f"give only one of {', '.join(shape.one_of)}"}
+        )
+    elif shape.need_one and not given and not problems:
+        problems.append(
+            {"field": shape.one_of[0], "message": f"give one of {', '.join(shape.one_of)}"}
+        )
+    if problems:
+        raise _invalid_keys(f"/_emulator/{route} body", problems)
+    return body
+
+
+def control_query(route: str, params: Sequence[str]) -> None:
+    """A 422 naming every query parameter the control route `route` does not know."""
+    allowed = CONTROL_QUERIES[route]
+    known = ", ".join(sorted(allowed))
+    problems: list[dict[str, Any]] = [
+        {"field": name, "message": f"unknown query parameter (known: {known})"}
+        for name in params
+        if name not in allowed
+    ]
+    if problems:
+        raise _invalid_keys(f"/_emulator/{route} query", problems)
+
+
+def _invalid_keys(where: str, problems: list[dict[str, Any]]) -> ValidationError:
+    listed = "; ".join(f"'{p['field']}' {p['message']}" for p in problems)
+    return ValidationError(f"Invalid {where}: {listed}.", details=problems)

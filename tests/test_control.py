@@ -140,6 +140,139 @@ async def test_reset_refuses_bad_bodies(emu: Harness, body: dict[str, Any]) -> N
     assert len(await listing(emu.client, "/v1/files")) == 2
 
 
+# --- strict bodies: every control route takes exactly the keys its table names -----------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"tenantId": TENANT}, {"foo": 1}, {"tenant_id": None}, {"api_key": None},
+     {"tenant_id": TENANT, "api_key": KEY}],
+)  # fmt: skip
+async def test_a_misspelled_reset_is_422_and_wipes_nothing(
+    emu: Harness, body: dict[str, Any]
+) -> None:
+    async with emu.client_for(OTHER_KEY) as other:
+        await populate(emu, emu.client)
+        await populate(emu, other)
+        error = assert_error(await emu.client.post("/_emulator/reset", json=body), 422,
+                             "VALIDATION_ERROR")  # fmt: skip
+        named = next(iter(body)) if len(body) == 1 else "api_key"
+        assert f"'{named}'" in error["message"]
+        assert any(d["field"] == named for d in error["details"])
+        assert len(await listing(emu.client, "/v1/files")) == 2
+        assert len(await listing(other, "/v1/files")) == 2
+
+
+@pytest.mark.parametrize("raw", [b"", b"{}"])
+async def test_only_an_empty_reset_means_everyone(emu: Harness, raw: bytes) -> None:
+    await populate(emu, emu.client)
+    assert ok(await emu.client.post("/_emulator/reset", content=raw)) == {"reset": "all"}
+    assert await listing(emu.client, "/v1/files") == []
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "field"),
+    [
+        ("POST", "/_emulator/clock/advance", {"days": 1}, "days"),
+        ("POST", "/_emulator/clock/advance", {"seconds": "5"}, "seconds"),
+        ("POST", "/_emulator/clock/advance", {"seconds": True}, "seconds"),
+        ("POST", "/_emulator/clock/advance", {"hours": None}, "hours"),
+        ("PUT", "/_emulator/clock", {"mdoe": "scaled"}, "mdoe"),
+        ("PUT", "/_emulator/clock", {"scale": "2"}, "scale"),
+        ("PUT", "/_emulator/clock", {"mode": None}, "mode"),
+        ("PUT", "/_emulator/clock", {"start": 5}, "start"),
+        ("PUT", "/_emulator/seed", {"seed": 1, "extra": 2}, "extra"),
+        ("PUT", "/_emulator/seed", {"sede": 1}, "sede"),
+        ("PUT", "/_emulator/scenario", {"nmae": "happy-path"}, "nmae"),
+        ("PUT", "/_emulator/scenario", {"name": "happy-path", "yaml": "name: x"}, "yaml"),
+        ("PUT", f"/_emulator/tenants/{TENANT}/scenario", {"name": 3}, "name"),
+        ("PUT", f"/_emulator/tenants/{KEY}/scenario", {"scenario": "x"}, "scenario"),
+    ],
+)
+async def test_every_control_body_is_checked_against_its_table(
+    emu: Harness, method: str, path: str, body: dict[str, Any], field: str
+) -> None:
+    before = ok(await emu.client.get("/_emulator/clock"))
+    resp = await emu.client.request(method, path, json=body)
+    error = assert_error(resp, 422, "VALIDATION_ERROR")
+    assert f"'{field}'" in error["message"], error
+    assert [d["field"] for d in error["details"]][0] == field
+    assert ok(await emu.client.get("/_emulator/clock")) == before
+    assert ok(await emu.client.get("/_emulator/seed")) == {"seed": 0}
+    assert ok(await emu.client.get("/_emulator/scenarios"))["tenants"] == {}
+
+
+@pytest.mark.parametrize("path", ["/_emulator/journal", "/_emulator/state"])
+async def test_an_unknown_query_parameter_is_422(emu: Harness, path: str) -> None:
+    error = assert_error(await emu.client.get(path, params={"tenant": TENANT}), 422,
+                         "VALIDATION_ERROR")  # fmt: skip
+    assert "'tenant'" in error["message"]
+
+
+async def test_every_body_taking_control_route_has_a_table() -> None:
+    from emulator.wire import CONTROL_BODIES
+
+    names = {"reset", "clock", "clock/advance", "seed", "scenario"}
+    assert set(CONTROL_BODIES) == names
+    posts = {
+        r.path
+        for r in ROUTES
+        if r.path.startswith("/_emulator") and not r.path.startswith("/_emulator/sink")
+        and (r.methods or set()) & {"POST", "PUT"}
+    }  # fmt: skip
+    assert posts == {"/_emulator/reset", "/_emulator/clock", "/_emulator/clock/advance",
+                     "/_emulator/seed", "/_emulator/scenario",
+                     "/_emulator/tenants/{tenant}/scenario"}  # fmt: skip
+
+
+# --- tenants named by key ------------------------------------------------------------------------
+
+
+async def test_a_tenant_scenario_set_by_api_key_applies_to_its_tenant(emu: Harness) -> None:
+    url = f"/_emulator/tenants/{KEY}/scenario"
+    ok(await emu.client.put(url, json={"name": "rate-limited"}))
+    assert list(ok(await emu.client.get("/_emulator/scenarios"))["tenants"]) == [TENANT]
+    assert ok(await emu.client.get(url))["name"] == "rate-limited"
+    assert ok(await emu.client.get(f"/_emulator/tenants/{TENANT}/scenario"))["name"] == (
+        "rate-limited"
+    )
+    ok(await emu.client.delete(url))
+    assert ok(await emu.client.get("/_emulator/scenarios"))["tenants"] == {}
+
+
+async def test_a_key_resolves_to_its_tenant(emu: Harness) -> None:
+    data = ok(await emu.client.get(f"/_emulator/tenants/{KEY}"))
+    assert data["tenant_id"] == TENANT and data["resolved_from"] == "api_key"
+    assert data["role"] == "tenant_admin"
+    by_id = ok(await emu.client.get(f"/_emulator/tenants/{TENANT}"))
+    assert by_id == {"tenant_id": TENANT, "partner_id": data["partner_id"],
+                     "resolved_from": "tenant_id"}  # fmt: skip
+    error = assert_error(await emu.client.get("/_emulator/tenants/sgk_short"), 422,
+                         "VALIDATION_ERROR")  # fmt: skip
+    assert "well-formed" in error["message"]
+
+
+async def test_configured_tenancy_resolves_only_its_keys(make_emu: MakeEmu, tmp_path: Path) -> None:
+    acme_key = "sgk_acme_" + "a" * 32
+    path = tmp_path / "tenants.yaml"
+    path.write_text(
+        f"tenants:\n  - id: acme\n    partner_id: p1\n    keys:\n      - key: {acme_key}\n",
+        encoding="utf-8",
+    )
+    h = await make_emu(tenants=path)
+    data = ok(await h.client.get(f"/_emulator/tenants/{acme_key}"))
+    assert (data["tenant_id"], data["partner_id"], data["role"]) == ("acme", "p1", "tenant_user")
+    unknown = "sgk_nobody_" + "n" * 32
+    error = assert_error(await h.client.get(f"/_emulator/tenants/{unknown}"), 422,
+                         "VALIDATION_ERROR")  # fmt: skip
+    assert "not a key of any configured tenant" in error["message"]
+    resp = await h.client.put(f"/_emulator/tenants/{unknown}/scenario", json={"name": "happy-path"})
+    assert_error(resp, 422, "VALIDATION_ERROR")
+    assert_error(await h.client.get("/_emulator/tenants/zeta"), 422, "VALIDATION_ERROR")
+    ok(await h.client.put(f"/_emulator/tenants/{acme_key}/scenario", json={"name": "rate-limited"}))
+    assert set(ok(await h.client.get("/_emulator/scenarios"))["tenants"]) == {"acme"}
+
+
 async def test_after_a_full_reset_ids_start_again(emu: Harness) -> None:
     first = await emu.client.get("/v1/models")
     f1, b1 = await populate(emu, emu.client)
@@ -342,7 +475,7 @@ def control_calls() -> list[tuple[str, str]]:
     for route in ROUTES:
         if not route.path.startswith("/_emulator"):
             continue
-        path = route.path.replace("{tenant_id}", TENANT)
+        path = route.path.replace("{tenant}", TENANT)
         methods = sorted((route.methods or set()) - {"HEAD"})
         out.extend((m, path) for m in methods if (m, route.path) not in OPEN_CONTROL)
     return out

@@ -9,9 +9,10 @@ How the kill is made to land mid-way, deterministically:
   20,000 / 5 * 5 ms = 20 s of real time. The test polls the batch status and kills the process as
   soon as 0 < completed_count < total_count, which is within the first second or so.
 * Second run: the batch keeps the scenario it was submitted with (its plan is stored with it), so
-  `--scenario happy-path` alone would not speed it up. The server restarts with `--clock frozen`
-  instead (the clock starts at the restart's wall time and moves only when told), and the test
-  advances it by an hour: every request of the 20 s schedule is then due at once.
+  `--scenario happy-path` alone would not speed it up. The restarted server continues the
+  database's clock (it overrides `--clock frozen`, and never starts before the last stored
+  instant), and the test advances it by an hour: every request of the 20 s schedule is then due
+  at once.
 """
 
 from __future__ import annotations

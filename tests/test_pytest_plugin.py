@@ -80,6 +80,29 @@ def test_journal_is_this_tests_own(scaigrid):
     scaigrid.client.get("/v1/models")
     paths = [e["path"] for e in scaigrid.journal()]
     assert paths == ["/v1/models"]
+
+
+def test_a_refused_scenario_shows_the_servers_message(scaigrid):
+    import httpx
+    import pytest
+
+    from emulator.pytest_plugin import EmulatorRefused
+
+    with pytest.raises(EmulatorRefused) as refused:
+        scaigrid.use_scenario("no-such-scenario")
+    assert "422 VALIDATION_ERROR" in str(refused.value)
+    assert "unknown scenario 'no-such-scenario'" in str(refused.value)
+    assert isinstance(refused.value, httpx.HTTPStatusError)
+    with pytest.raises(EmulatorRefused, match="unknown error code 'BACKEND_EROR'"):
+        scaigrid.use_scenario("{faults: [{error: {code: BACKEND_EROR}}]}")
+
+
+def test_one_line_inline_yaml_is_a_scenario(scaigrid):
+    scaigrid.use_scenario("{batch: {fail_input: true}}")
+    batch_id = submit(scaigrid)
+    assert scaigrid.wait_for(batch_id, "failed")["error"]["code"] == "INPUT_PARSE_ERROR"
+    scaigrid.use_scenario("name: plain")
+    assert scaigrid.wait_for(submit(scaigrid), "completed")
 """
 
 
@@ -87,4 +110,4 @@ def test_journal_is_this_tests_own(scaigrid):
 def test_the_fixture_in_a_downstream_suite(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_downstream=SUITE)
     result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=6)
+    result.assert_outcomes(passed=8)

@@ -16,6 +16,7 @@ import pytest
 from conftest import KEY, OTHER_KEY, Harness, b64, chat_line, embed_line, jsonl, key
 
 from emulator import cli
+from emulator.errors import ERROR_CODES
 from emulator.scenario.model import parse_scenario
 from emulator.scenario.schema import ScenarioError, duration_seconds
 from emulator.tenancy import open_tenant_id
@@ -412,6 +413,125 @@ def test_cli_scenario_check_names_file_path_and_line(
     captured = capsys.readouterr()
     assert f"{bad}: faults[0].match.every (line 3)" in captured.err
     assert str(good) in captured.out
+
+
+def test_cli_scenario_check_reports_every_problem_of_a_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "name: x\n"
+        "procesing: {}\n"  # line 2: misspelt key
+        "faults:\n"
+        "  - match: {every: 0}\n"  # line 4
+        "    error: {code: BACKEND_EROR}\n"  # line 5: unknown code
+        "  - error: {code: I_AM_A_TEAPOT, status: 418}\n"  # a code of one's own, with a status
+        "batch: {window: soon}\n",  # line 7
+        "utf-8",
+    )
+    assert cli.main(["scenario", "check", str(bad)]) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [
+        f"error: {bad}: procesing (line 2): unknown key 'procesing' (known: {KNOWN_TOP})",
+        f"error: {bad}: faults[0].match.every (line 4): must be an integer >= 1",
+        f"error: {bad}: faults[0].error.code (line 5): unknown error code 'BACKEND_EROR' "
+        f"(known: {KNOWN_CODES}; or give a 'status' to inject a code of your own)",
+        f"error: {bad}: batch.window (line 7): must be a duration: seconds, or a number with "
+        "ms, s, m, h or d (e.g. 30s, 2h)",
+    ]
+
+
+KNOWN_TOP = (
+    "name, description, seed, processing, faults, batch, api_faults, limits, rate_limit, canned,"
+    " webhooks"
+)
+KNOWN_CODES = ", ".join(sorted(ERROR_CODES))
+
+
+@pytest.mark.parametrize("code", ["BACKEND_EROR", "MODEL_NOT_AVAILABLE"])
+def test_an_unknown_error_code_is_refused_unless_it_has_a_status(code: str) -> None:
+    for where in ("faults:\n  - error: {code: %s}\n", "api_faults:\n  - error: {code: %s}\n"):
+        with pytest.raises(ScenarioError, match=f"unknown error code '{code}'"):
+            parse_scenario(where % code, "t.yaml")
+        parse_scenario(where % f"{code}, status: 503", "t.yaml")
+
+
+async def test_a_refused_scenario_lists_every_problem_in_the_422(emu: Harness) -> None:
+    yaml = "faults:\n  - match: {every: 0}\n    error: {code: NOPE}\n"
+    resp = await emu.client.put(f"/_emulator/tenants/{TENANT}/scenario", json={"yaml": yaml})
+    err = error_of(resp, 422, "VALIDATION_ERROR")
+    assert [d["message"].split(": ", 1)[1] for d in err["details"]] == [
+        "faults[0].match.every (line 2): must be an integer >= 1",
+        f"faults[0].error.code (line 3): unknown error code 'NOPE' (known: {KNOWN_CODES}; "
+        "or give a 'status' to inject a code of your own)",
+    ]
+    assert "must be an integer >= 1" in err["message"] and "'NOPE'" in err["message"]
+
+
+def test_cli_scenario_list_names_every_bundled_scenario(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from emulator.scenario.registry import bundled_files
+
+    assert cli.main(["scenario", "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == list(bundled_files())
+    assert any(line.split(None, 1)[1].startswith("The inference backend") for line in lines)
+
+
+def test_cli_scenario_show_prints_the_yaml(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from emulator.scenario.registry import bundled_files
+
+    assert cli.main(["scenario", "show", "flaky-backend"]) == 0
+    assert capsys.readouterr().out == bundled_files()["flaky-backend"].read_text("utf-8")
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("name: mine\n", "utf-8")
+    assert cli.main(["scenario", "show", str(mine)]) == 0
+    assert capsys.readouterr().out == "name: mine\n"
+    assert cli.main(["scenario", "show", "flaky-backned"]) == 1
+    assert "unknown scenario 'flaky-backned' (bundled: api-outage" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("ref", "is_yaml"),
+    [
+        ("{faults: [{error: {code: BACKEND_ERROR}}]}", True),
+        ("name: x", True),
+        ("  batch: {fail_input: true}", True),
+        ("name:\n", True),
+        ("flaky-backend", False),
+        ("scenarios/mine.yaml", False),
+        ("C:\\scenarios\\mine.yaml", False),
+    ],
+)
+def test_one_line_yaml_is_recognised_where_a_name_is_expected(ref: str, is_yaml: bool) -> None:
+    from emulator.scenario.registry import looks_like_yaml
+
+    assert looks_like_yaml(ref) is is_yaml
+
+
+async def test_one_line_yaml_in_the_header_and_the_name_field(emu: Harness) -> None:
+    resp = await emu.client.post(
+        BATCH,
+        json={"input_file_base64": b64([chat_line("a")])},
+        headers={"X-Emulator-Scenario": "{batch: {fail_input: true}}"},
+    )
+    assert resp.status_code == 200, resp.text
+    await emu.settle()
+    assert (await emu.batch(resp.json()["data"]["id"]))["status"] == "failed"
+    url = f"/_emulator/tenants/{TENANT}/scenario"
+    data = (await emu.client.put(url, json={"name": "name: one-liner"})).json()["data"]
+    assert data["name"] == "one-liner" and data["yaml"] == "name: one-liner"
+
+
+def test_serve_takes_one_line_yaml_as_its_scenario() -> None:
+    from emulator.scenario.registry import Scenarios
+
+    assert Scenarios("name: from-the-flag").global_scenario.name == "from-the-flag"
+    with pytest.raises(ScenarioError, match="unknown key 'nmae'"):
+        Scenarios("nmae: typo")
 
 
 def test_cli_scenario_check_of_a_missing_file_fails(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 import socket
 from datetime import UTC, datetime
 from pathlib import Path
@@ -310,3 +312,33 @@ def test_bad_tenants_file_exits_2_before_serving(
     assert code == 2
     assert no_serving == []
     assert f"{path}: tenants[0]: needs a string 'id'" in capsys.readouterr().err
+
+
+def test_a_refused_scenario_exits_2_with_every_problem_before_serving(
+    no_serving: list[Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    scenario = "{nmae: x, faults: [{error: {code: BACKEND_EROR}}]}"
+    code = main(["serve", "--port", "0", "--db", ":memory:", "--scenario", scenario], env={})
+    assert code == 2
+    assert no_serving == []
+    err = capsys.readouterr().err
+    assert "<inline>: nmae (line 1): unknown key 'nmae'" in err
+    assert "<inline>: faults[0].error.code (line 1): unknown error code 'BACKEND_EROR'" in err
+
+
+def test_a_second_server_on_the_same_database_exits_2_before_serving(
+    tmp_path: Path, no_serving: list[Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from emulator.store import Store
+
+    db = str(tmp_path / "e.db")
+    holder = Store(db)
+    holder.claim()
+    try:
+        code = main(["serve", "--port", "0", "--db", db], env={})
+    finally:
+        asyncio.run(holder.close())
+    assert code == 2
+    assert no_serving == []
+    err = capsys.readouterr().err
+    assert f"{db}: another emulator (pid {os.getpid()}) is serving this database" in err

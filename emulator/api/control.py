@@ -34,6 +34,11 @@ async def _body(request: Request) -> dict[str, object]:
     return await json_body(request) if await request.body() else {}
 
 
+def _tenant(request: Request) -> str:
+    """The tenant the path names: a tenant id, or an API key resolved to its tenant."""
+    return control.tenant_path(core_of(request), request.path_params["tenant"])
+
+
 async def health(request: Request) -> Response:
     return JSON(wire.ok(control.health(core_of(request))))
 
@@ -82,36 +87,40 @@ async def set_scenario(request: Request) -> Response:
     admin(request)
     core = core_of(request)
     scenario = control.scenario_from(core, await json_body(request))
-    core.scenarios.set_global(scenario)
+    await control.set_global_scenario(core, scenario)
     return JSON(wire.ok(control.describe(scenario)))
 
 
 async def get_tenant_scenario(request: Request) -> Response:
     admin(request)
     core = core_of(request)
-    return JSON(
-        wire.ok(control.describe(core.scenarios.for_tenant(request.path_params["tenant_id"])))
-    )
+    return JSON(wire.ok(control.describe(core.scenarios.for_tenant(_tenant(request)))))
 
 
 async def set_tenant_scenario(request: Request) -> Response:
     admin(request)
     core = core_of(request)
     scenario = control.scenario_from(core, await json_body(request))
-    core.scenarios.set_tenant(request.path_params["tenant_id"], scenario)
+    await control.set_tenant_scenario(core, _tenant(request), scenario)
     return JSON(wire.ok(control.describe(scenario)))
 
 
 async def delete_tenant_scenario(request: Request) -> Response:
     admin(request)
     core = core_of(request)
-    core.scenarios.set_tenant(request.path_params["tenant_id"], None)
+    await control.set_tenant_scenario(core, _tenant(request), None)
     return JSON(wire.ok(control.describe(core.scenarios.global_scenario)))
+
+
+async def get_tenant(request: Request) -> Response:
+    admin(request)
+    return JSON(wire.ok(control.tenant_info(core_of(request), request.path_params["tenant"])))
 
 
 async def journal(request: Request) -> Response:
     admin(request)
     q = request.query_params
+    wire.control_query("journal", list(q.keys()))
     try:
         status = int(q["status"]) if "status" in q else None
         since = parse_instant(q["since"]).timestamp() if "since" in q else None
@@ -135,6 +144,7 @@ async def journal(request: Request) -> Response:
 async def state(request: Request) -> Response:
     admin(request)
     core = core_of(request)
+    wire.control_query("state", list(request.query_params.keys()))
     dump = await control.state(core, request.query_params.get("tenant_id"), str(request.base_url))
     return JSON(wire.ok(dump))
 

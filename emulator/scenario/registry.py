@@ -7,6 +7,7 @@ name in the installed package or in the repository's `scenarios/` folder.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from emulator.errors import ValidationError
@@ -18,6 +19,17 @@ from emulator.scenario.schema import ScenarioError
 _PACKAGE = Path(__file__).parent.parent  # emulator/
 #: bundled scenarios: in the installed package, or the repository's scenarios/ folder.
 BUNDLED_DIRS = (_PACKAGE / "_scenarios", _PACKAGE.parent / "scenarios")
+
+
+#: the start of a YAML mapping on one line (`name: x`, `faults: [...]`): never a scenario's name,
+#: nor a file path (`C:\\x.yaml` has no space after its colon)
+_YAML_KEY = re.compile(r"\s*[A-Za-z_][\w-]*\s*:(\s|$)")
+
+
+def looks_like_yaml(ref: str) -> bool:
+    """Whether a reference given where a scenario's name is expected is inline YAML: several
+    lines, a flow mapping (`{faults: [...]}`), or a one-line `key: value`."""
+    return "\n" in ref or ref.lstrip().startswith("{") or bool(_YAML_KEY.match(ref))
 
 
 def bundled_files() -> dict[str, Path]:
@@ -36,6 +48,13 @@ def read_scenario_file(path: Path) -> str:
 
 def load_scenario_file(path: Path) -> Scenario:
     return parse_scenario(read_scenario_file(path), str(path), fallback_name=path.stem)
+
+
+def _refused(exc: ScenarioError, field: str) -> ValidationError:
+    """A 422 for a scenario the language refuses: every problem, each its own detail."""
+    return ValidationError(
+        "; ".join(exc.problems), details=[{"field": field, "message": p} for p in exc.problems]
+    )
 
 
 class Scenarios:
@@ -66,9 +85,14 @@ class Scenarios:
         )
 
     def resolve(self, ref: str, *, strict: bool = False) -> Scenario:
-        """A bundled name or a YAML file path. `strict` raises ScenarioError (startup); otherwise
-        an unknown or invalid scenario is a 422 for the request that named it."""
+        """A bundled name, a YAML file path, or inline YAML text. `strict` raises ScenarioError
+        (startup); otherwise an unknown or invalid scenario is a 422 for the request that named
+        it."""
         try:
+            if looks_like_yaml(ref):
+                if ref not in self._cache:
+                    self._cache[ref] = parse_scenario(ref, "<inline>")
+                return self._cache[ref]
             if ref in self._bundled:
                 if ref not in self._cache:
                     self._cache[ref] = load_scenario_file(self._bundled[ref])
@@ -84,9 +108,7 @@ class Scenarios:
         except ScenarioError as exc:
             if strict:
                 raise
-            raise ValidationError(
-                str(exc), details=[{"field": "scenario", "message": str(exc)}]
-            ) from None
+            raise _refused(exc, "scenario") from None
 
     def reseed(self, seed: int) -> None:
         self.seed = seed
@@ -107,9 +129,7 @@ class Scenarios:
             try:
                 self._cache[text] = parse_scenario(text, "<inline>")
             except ScenarioError as exc:
-                raise ValidationError(
-                    str(exc), details=[{"field": "yaml", "message": str(exc)}]
-                ) from None
+                raise _refused(exc, "yaml") from None
         return self._cache[text]
 
     def set_global(self, scenario: Scenario) -> None:
@@ -140,6 +160,15 @@ class Scenarios:
         if tenant_id is not None and tenant_id in self._tenants:
             return self._tenants[tenant_id]
         return self.global_scenario
+
+    def restore(
+        self, global_: tuple[str, str, str] | None, tenants: dict[str, tuple[str, str, str]]
+    ) -> None:
+        """Put back the scenarios a previous run set, each as (name, source, YAML text)."""
+        if global_ is not None:
+            self.set_global(parse_scenario(global_[2], global_[1], global_[0]))
+        for tenant_id, (name, source, text) in tenants.items():
+            self.set_tenant(tenant_id, parse_scenario(text, source, name))
 
     def tenant_scenarios(self) -> dict[str, Scenario]:
         return dict(self._tenants)

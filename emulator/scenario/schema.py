@@ -24,7 +24,11 @@ _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0
 
 
 class ScenarioError(ConfigError):
-    """A scenario document that does not fit the language."""
+    """A scenario document that does not fit the language: every problem found, one a line."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or [message]
 
 
 def duration_seconds(value: Any) -> float:
@@ -252,79 +256,115 @@ REQUIRED = {
 
 
 class Checker:
+    """Checks a node tree against a spec and records every problem (not only the first): a
+    node that is wrong is reported and not looked into, its siblings are still checked."""
+
     def __init__(self, source: str) -> None:
         self.source = source
+        self.problems: list[str] = []
 
-    def fail(self, path: str, node: yaml.Node, problem: str) -> ScenarioError:
+    def fail(self, path: str, node: yaml.Node, problem: str) -> None:
         where = f"{path} " if path else ""
-        return ScenarioError(f"{self.source}: {where}(line {node.start_mark.line + 1}): {problem}")
+        self.problems.append(f"{self.source}: {where}(line {node.start_mark.line + 1}): {problem}")
 
     def check(self, path: str, node: yaml.Node, spec: Spec) -> None:
         if isinstance(spec, dict):
-            self._mapping(path, node, spec)
-            if spec is DISTRIBUTION:
-                self._distribution(path, node)
+            if self._mapping(path, node, spec):
+                if spec is DISTRIBUTION:
+                    self._distribution(path, node)
+                if spec is ERROR:
+                    self._error(path, node)
         elif isinstance(spec, tuple) and spec[0] == "list":
             if not isinstance(node, yaml.SequenceNode):
-                raise self.fail(path, node, "must be a list")
+                self.fail(path, node, "must be a list")
+                return
             if len(node.value) < spec[2]:
-                raise self.fail(path, node, f"must list at least {spec[2]} item(s)")
+                self.fail(path, node, f"must list at least {spec[2]} item(s)")
             for i, item in enumerate(node.value):
                 self.check(f"{path}[{i}]", item, spec[1])
         elif isinstance(spec, tuple) and spec[0] == "either":
-            fitting = [option for option in spec[1:] if _kind(option) == _node_kind(node)]
-            if len(fitting) == 1:  # the one option of the node's shape: report its own problem
-                self.check(path, node, fitting[0])
-                return
-            problems = []
-            for option in spec[1:]:
-                try:
-                    self.check(path, node, option)
-                    return
-                except ScenarioError as exc:
-                    problems.append(str(exc).rsplit("): ", 1)[-1])
-            raise self.fail(path, node, " or ".join(dict.fromkeys(problems)))
+            self._either(path, node, spec[1:])
         else:
             problem = spec(node)
             if problem:
-                raise self.fail(path, node, problem)
+                self.fail(path, node, problem)
 
-    def _mapping(self, path: str, node: yaml.Node, spec: dict[str, Spec]) -> None:
+    def _either(self, path: str, node: yaml.Node, options: tuple[Spec, ...]) -> None:
+        fitting = [option for option in options if _kind(option) == _node_kind(node)]
+        if len(fitting) == 1:  # the one option of the node's shape: report its own problems
+            self.check(path, node, fitting[0])
+            return
+        problems = []
+        for option in options:
+            trial = Checker(self.source)
+            trial.check(path, node, option)
+            if not trial.problems:
+                return
+            problems.append(trial.problems[0].rsplit("): ", 1)[-1])
+        self.fail(path, node, " or ".join(dict.fromkeys(problems)))
+
+    def _mapping(self, path: str, node: yaml.Node, spec: dict[str, Spec]) -> bool:
+        """Check a mapping's keys and values; False if it is no mapping at all."""
         if not isinstance(node, yaml.MappingNode):
-            raise self.fail(path, node, "must be a mapping")
+            self.fail(path, node, "must be a mapping")
+            return False
         seen = set()
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode):
-                raise self.fail(path, key_node, "keys must be plain names")
+                self.fail(path, key_node, "keys must be plain names")
+                continue
             key = key_node.value
             where = f"{path}.{key}" if path else str(key)
             if key not in spec:
                 known = ", ".join(k for k in spec)
-                raise self.fail(where, key_node, f"unknown key '{key}' (known: {known})")
+                self.fail(where, key_node, f"unknown key '{key}' (known: {known})")
+                continue
             if key in seen:
-                raise self.fail(where, key_node, "key given twice")
+                self.fail(where, key_node, "key given twice")
+                continue
             seen.add(key)
             self.check(where, value_node, spec[key])
         generic = re.sub(r"\[\d+\]$", "[]", path)
         for required in REQUIRED.get(generic, ()):
             if required not in seen:
-                raise self.fail(path, node, f"missing required key '{required}'")
+                self.fail(path, node, f"missing required key '{required}'")
+        return True
 
     def _distribution(self, path: str, node: yaml.Node) -> None:
         """A latency distribution takes exactly its own parameters."""
         given = {key.value: (key, value) for key, value in node.value}
         name = given["distribution"][1].value if "distribution" in given else "fixed"
+        if name not in DISTRIBUTION_PARAMS:
+            return  # reported by the `distribution` key's own check
         takes = DISTRIBUTION_PARAMS[name]
         for key, (key_node, _) in given.items():
-            if key != "distribution" and key not in takes:
-                raise self.fail(
+            if key != "distribution" and key not in takes and key in DISTRIBUTION:
+                self.fail(
                     f"{path}.{key}",
                     key_node,
                     f"is not a parameter of the {name} distribution (it takes {', '.join(takes)})",
                 )
         for needed in takes:
             if needed not in given and needed not in OPTIONAL_PARAMS:
-                raise self.fail(path, node, f"the {name} distribution needs '{needed}'")
+                self.fail(path, node, f"the {name} distribution needs '{needed}'")
+
+    def _error(self, path: str, node: yaml.Node) -> None:
+        """An error's code is one the emulator knows, unless the rule gives its own status (a
+        code of the user's own, deliberately): a misspelt code is not silently a 500."""
+        given = {key.value: value for key, value in node.value}
+        code = given.get("code")
+        if (
+            isinstance(code, yaml.ScalarNode)
+            and error_code(code) is None
+            and code.value not in ERROR_CODES
+            and "status" not in given
+        ):
+            self.fail(
+                f"{path}.code",
+                code,
+                f"unknown error code '{code.value}' (known: {', '.join(sorted(ERROR_CODES))};"
+                " or give a 'status' to inject a code of your own)",
+            )
 
 
 def _kind(spec: Spec) -> str:
@@ -353,7 +393,10 @@ def load_document(text_: str, source: str) -> dict[str, Any]:
         ) from None
     if node is None or (isinstance(node, yaml.ScalarNode) and node.tag == _NULL):
         raise ScenarioError(f"{source}: the scenario is empty")
-    Checker(source).check("", node, SCHEMA)
+    checker = Checker(source)
+    checker.check("", node, SCHEMA)
+    if checker.problems:
+        raise ScenarioError("\n".join(checker.problems), checker.problems)
     data = yaml.safe_load(text_)
     assert isinstance(data, dict)
     return data

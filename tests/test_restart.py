@@ -1,0 +1,178 @@
+"""State that survives a restart: the clock, the scenarios set through the control plane and the
+journal are kept in the database, and only one server at a time may serve a database file."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from conftest import KEY, OTHER_KEY, Harness, b64, chat_line
+from test_serve import _env, _start
+
+from emulator.tenancy import open_tenant_id
+
+MakeEmu = Callable[..., Awaitable[Harness]]
+TENANT = open_tenant_id(KEY)
+OTHER = open_tenant_id(OTHER_KEY)
+AUTH = {"Authorization": f"Bearer {KEY}"}
+
+
+def ok(resp: httpx.Response) -> Any:
+    assert resp.status_code == 200, resp.text
+    return resp.json()["data"]
+
+
+async def restart(make_emu: MakeEmu, old: Harness, db: str, **settings: Any) -> Harness:
+    """A clean stop of `old`, then a new emulator on the same database."""
+    await old.close()
+    await old.core.stop()
+    return await make_emu(db=db, **settings)
+
+
+async def crash(make_emu: MakeEmu, old: Harness, db: str) -> Harness:
+    """As a kill -9: the store closes before anything else can be saved."""
+    await old.close()
+    await old.core.store.close()
+    await old.core.stop()
+    return await make_emu(db=db)
+
+
+async def test_a_frozen_clock_comes_back_where_it_was(make_emu: MakeEmu, tmp_path: Path) -> None:
+    db = str(tmp_path / "e.db")
+    h = await make_emu(db=db)
+    ok(await h.client.post("/_emulator/clock/advance", json={"hours": 9, "minutes": 25}))
+    h = await restart(make_emu, h, db)  # the settings say frozen at 00:00: the store wins
+    assert ok(await h.client.get("/_emulator/clock")) == {
+        "now": "2026-01-01T09:25:00.000Z", "mode": "frozen", "scale": 1.0,
+    }  # fmt: skip
+    # an advance is saved when it is made, so a crash right after it loses nothing
+    ok(await h.client.post("/_emulator/clock/advance", json={"minutes": 5}))
+    h = await crash(make_emu, h, db)
+    assert ok(await h.client.get("/_emulator/clock"))["now"] == "2026-01-01T09:30:00.000Z"
+
+
+async def test_a_scaled_clock_keeps_its_mode_and_scale(make_emu: MakeEmu, tmp_path: Path) -> None:
+    db = str(tmp_path / "e.db")
+    h = await make_emu(db=db)
+    set_to = {"mode": "scaled", "scale": 60, "start": "2026-01-01T10:00:00Z"}
+    ok(await h.client.put("/_emulator/clock", json=set_to))
+    h = await restart(make_emu, h, db)
+    clock = ok(await h.client.get("/_emulator/clock"))
+    assert (clock["mode"], clock["scale"]) == ("scaled", 60.0)
+    assert clock["now"] >= "2026-01-01T10:00:00.000Z"
+
+
+async def test_after_a_crash_the_clock_is_never_before_what_is_stored(
+    make_emu: MakeEmu, tmp_path: Path
+) -> None:
+    db = str(tmp_path / "e.db")
+    h = await make_emu(db=db)
+    await h.advance(3600)  # moved in process, not through the control plane: not saved yet
+    batch = await h.submit([chat_line("a")])
+    await h.settle()
+    assert (await h.batch(batch["id"]))["started_at"] == "2026-01-01T01:00:00.000Z"
+    h = await crash(make_emu, h, db)
+    now = ok(await h.client.get("/_emulator/clock"))["now"]
+    after = await h.batch(batch["id"])
+    assert after["started_at"] <= now and after["created_at"] <= now
+    assert now == "2026-01-01T01:00:00.000Z"
+
+
+async def test_scenarios_set_through_the_control_plane_survive(
+    make_emu: MakeEmu, tmp_path: Path
+) -> None:
+    db = str(tmp_path / "e.db")
+    h = await make_emu(db=db)
+    ok(await h.client.put("/_emulator/scenario", json={"name": "rate-limited"}))
+    ok(await h.client.put(f"/_emulator/tenants/{KEY}/scenario", json={"name": "flaky-backend"}))
+    yaml = "name: mine\ndescription: inline\nfaults:\n  - error: {code: BACKEND_ERROR}\n"
+    ok(await h.client.put(f"/_emulator/tenants/{OTHER}/scenario", json={"yaml": yaml}))
+    ok(await h.client.put("/_emulator/tenants/gone/scenario", json={"name": "cancellation"}))
+    ok(await h.client.delete("/_emulator/tenants/gone/scenario"))
+    before = ok(await h.client.get("/_emulator/scenarios"))
+    h = await restart(make_emu, h, db)
+    after = ok(await h.client.get("/_emulator/scenarios"))
+    assert after == before
+    assert after["global"]["name"] == "rate-limited"
+    assert set(after["tenants"]) == {TENANT, OTHER}
+    assert ok(await h.client.get(f"/_emulator/tenants/{OTHER}/scenario"))["yaml"] == yaml
+    # a tenant's reset forgets its scenario for good
+    ok(await h.client.post("/_emulator/reset", json={"api_key": KEY}))
+    h = await restart(make_emu, h, db)
+    assert set(ok(await h.client.get("/_emulator/scenarios"))["tenants"]) == {OTHER}
+
+
+async def test_the_journal_is_saved_in_batches_and_survives(
+    make_emu: MakeEmu, tmp_path: Path
+) -> None:
+    db = str(tmp_path / "e.db")
+    h = await make_emu(db=db)
+    ids = [(await h.client.get("/v1/models")).headers["x-request-id"] for _ in range(3)]
+    assert await h.core.store.load_journal(100) == []  # no write per request
+    await h.core.durable.save()
+    assert [e[6] for e in await h.core.store.load_journal(100)] == ids
+    h = await restart(make_emu, h, db)
+    journal = ok(await h.client.get("/_emulator/journal", params={"tenant_id": TENANT}))
+    assert [e["request_id"] for e in journal["items"]] == ids
+    ok(await h.client.post("/_emulator/reset", json={}))
+    h = await restart(make_emu, h, db)
+    assert ok(await h.client.get("/_emulator/journal", params={"path": "/v1/models"})) == {
+        "items": []
+    }
+
+
+# --- real servers --------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_one_server_per_database_and_a_killed_one_blocks_nothing(tmp_path: Path) -> None:
+    first = _start(tmp_path, "--clock", "frozen", "--clock-start", "2026-01-01T08:00:00Z")
+    try:
+        with httpx.Client(base_url=first.base_url, timeout=10) as client:
+            ok(client.post("/_emulator/clock/advance", json={"hours": 1, "minutes": 25}))
+            body = {"input_file_base64": b64([chat_line("a")])}
+            batch = ok(client.post("/v1/inference/batch", headers=AUTH, json=body))
+        second = subprocess.run(
+            [sys.executable, "-m", "emulator", "serve", "--port", "0", "--db",
+             str(tmp_path / "e.db")],
+            capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=30,
+        )  # fmt: skip
+        assert second.returncode == 2
+        assert "listening" not in second.stdout
+        assert f"another emulator (pid {first.proc.pid}) is serving this database" in (
+            second.stderr
+        )
+        assert str(tmp_path / "e.db") in second.stderr
+    finally:
+        first.proc.send_signal(signal.SIGKILL)
+        first.proc.wait()
+    # the killed server's lock is gone with it; the clock and the batch are where they were
+    again = _start(tmp_path, "--clock", "real")
+    try:
+        with httpx.Client(base_url=again.base_url, timeout=10) as client:
+            assert ok(client.get("/_emulator/clock")) == {
+                "now": "2026-01-01T09:25:00.000Z", "mode": "frozen", "scale": 1.0,
+            }  # fmt: skip
+            got = ok(client.get(f"/v1/inference/batch/{batch['id']}", headers=AUTH))
+            assert got["created_at"] == "2026-01-01T09:25:00.000Z"
+    finally:
+        again.proc.terminate()
+        again.proc.wait(timeout=10)
+
+
+async def test_a_stored_clock_that_overrides_the_settings_says_so(
+    make_emu: MakeEmu, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = str(tmp_path / "e.db")
+    h = await make_emu(db=db)
+    ok(await h.client.put("/_emulator/clock", json={"mode": "scaled", "scale": 10}))
+    h = await restart(make_emu, h, db)  # configured: frozen
+    assert "the database's clock (scaled, scale 10.0" in caplog.text
+    assert "overrides the configured frozen clock" in caplog.text
+    assert ok(await h.client.get("/_emulator/clock"))["mode"] == "scaled"
