@@ -15,6 +15,7 @@ import orjson
 import pytest
 from conftest import CHAT, KEY, Harness, b64, chat_line, embed_line, jsonl
 from jsonschema import Draft202012Validator
+from webhook_helpers import SINK, events_of, register, sink_items
 
 from emulator.batch.parsing import InputParser
 from emulator.scenario.model import parse_scenario
@@ -439,3 +440,17 @@ async def test_a_cancel_outlasting_the_window_after_every_request_ran_ends_cance
     done = await get(oai, batch["id"])
     assert done["status"] == "cancelled" and done["request_counts"]["completed"] == 1
     assert done["cancelled_at"] == done["cancelling_at"] + 7200
+
+
+async def test_an_openai_batch_fires_the_same_webhook_event(
+    emu: Harness, oai: httpx.AsyncClient
+) -> None:
+    """Webhooks follow the one store: a batch made on /oai/v1 ends in the native event."""
+    await register(emu, SINK + "oai")
+    batch = await create(oai, [oai_line("r1"), oai_line("r2")])
+    await emu.settle()
+    [event] = events_of(await sink_items(emu, "oai"))
+    assert event["event_type"] == "batch.completed"
+    payload = event["payload"]
+    assert (payload["batch_id"], payload["completed_count"]) == (batch["id"], 2)
+    assert (await get(oai, batch["id"]))["status"] == "completed"
