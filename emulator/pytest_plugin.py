@@ -14,6 +14,7 @@ batches or files, and a scenario set with `use_scenario` applies to that test's 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -21,7 +22,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -29,6 +30,7 @@ from urllib.parse import quote, urlencode
 import httpx
 import pytest
 
+from emulator.clock import parse_instant
 from emulator.scenario.registry import looks_like_yaml
 from emulator.settings import Settings
 from emulator.tenancy import open_tenant_id
@@ -53,6 +55,10 @@ class EmulatorServer:
         )
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]})
+        # the session's one connection pool: every test's client and control calls share it
+        self._pool = _Shared(httpx.HTTPTransport())
+        self.transport: httpx.BaseTransport = self._pool
+        self.async_transport: httpx.AsyncBaseTransport | None = None  # async clients: their own
 
     def start(self, timeout: float = 10.0) -> None:
         self._thread.start()
@@ -63,9 +69,105 @@ class EmulatorServer:
             self._thread.join(0.01)
 
     def stop(self) -> None:
+        self._pool.close_pool()
         self.server.should_exit = True
         self._thread.join(timeout=10)
         self.sock.close()
+
+
+class _Shared(httpx.BaseTransport):
+    """A transport many `httpx.Client`s use: closing one of them leaves the pool open; the
+    owner closes the pool with `close_pool`."""
+
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        self._inner = inner
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        return self._inner.handle_request(request)
+
+    def close(self) -> None:
+        pass
+
+    def close_pool(self) -> None:
+        self._inner.close()
+
+
+INPROCESS_URL = "http://scaigrid.inprocess"
+
+
+class InProcessServer:
+    """The emulator's core and app on an event loop in a background thread, with no socket:
+    clients reach the app through `httpx.ASGITransport`, each request handed to that loop."""
+
+    def __init__(self, settings: Settings) -> None:
+        from emulator.api.app import create_app
+        from emulator.core import Emulator
+
+        settings = settings.replace(public_url=INPROCESS_URL)
+        self.base_url = settings.base_url
+        self.core = Emulator(settings)
+        self.app = create_app(core=self.core)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._asgi = httpx.ASGITransport(self.app)
+        self._outbound: httpx.AsyncClient | None = None
+        self.transport: httpx.BaseTransport = _InProcessTransport(self)
+        self.async_transport: httpx.AsyncBaseTransport | None = _InProcessAsyncTransport(self)
+
+    def run(self, coro: Coroutine[Any, Any, Any], timeout: float = 120.0) -> Any:
+        """Run `coro` on the server's loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    async def _send(self, request: httpx.Request) -> httpx.Response:
+        body = await request.aread()
+        inner = httpx.Request(request.method, request.url, headers=request.headers, content=body)
+        response = await self._asgi.handle_async_request(inner)
+        content = await response.aread()
+        return httpx.Response(response.status_code, headers=response.headers, content=content)
+
+    def start(self) -> None:
+        self._thread.start()
+
+        async def start() -> None:
+            await self.core.start()
+            # webhook deliveries reach this same app (its sinks), whatever host a URL names
+            self._outbound = httpx.AsyncClient(transport=self._asgi, base_url=self.base_url)
+            self.core.sender.use(self._outbound)
+
+        self.run(start())
+
+    def stop(self) -> None:
+        async def stop() -> None:
+            await self.core.stop()
+            if self._outbound is not None:
+                await self._outbound.aclose()
+
+        try:
+            self.run(stop())
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+            self._loop.close()
+
+
+class _InProcessTransport(httpx.BaseTransport):
+    def __init__(self, server: InProcessServer) -> None:
+        self._server = server
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        request.read()
+        response: httpx.Response = self._server.run(self._server._send(request))
+        return response
+
+
+class _InProcessAsyncTransport(httpx.AsyncBaseTransport):
+    def __init__(self, server: InProcessServer) -> None:
+        self._server = server
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        future = asyncio.run_coroutine_threadsafe(self._server._send(request), self._server._loop)
+        response: httpx.Response = await asyncio.wrap_future(future)
+        return response
 
 
 class EmulatorRefused(httpx.HTTPStatusError):
@@ -145,15 +247,31 @@ class Sink:
 class Scaigrid:
     """What a test gets: URLs, a fresh key, a client, and the levers of the emulator."""
 
-    def __init__(self, server: EmulatorServer) -> None:
+    def __init__(self, server: EmulatorServer | InProcessServer) -> None:
+        self._server = server
         self.base_url = server.base_url
         self.oai_base_url = f"{server.base_url}/oai/v1"  # the OpenAI-compatible surface
         self.api_key = "sgk_test_" + secrets.token_hex(20)
         self.tenant_id = open_tenant_id(self.api_key)
+        #: every tenant this test has (`@pytest.mark.scaigrid(tenants=N)`); the first is this one
+        self.tenants: list[Scaigrid] = [self]
+        # both clients ride the session's one connection pool: building them costs microseconds
         self.client = httpx.Client(
-            base_url=self.base_url, headers={"Authorization": f"Bearer {self.api_key}"}, timeout=30
+            base_url=self.base_url,
+            headers={"Authorization": f"Bearer {self.api_key}"},
+            timeout=30,
+            transport=server.transport,
         )
-        self._control = httpx.Client(base_url=f"{self.base_url}/_emulator", timeout=60)
+        self._control = httpx.Client(
+            base_url=f"{self.base_url}/_emulator", timeout=60, transport=server.transport
+        )
+
+    def async_client(self, **options: Any) -> httpx.AsyncClient:
+        """An `httpx.AsyncClient` with this test's key (`options` go to it); close it yourself."""
+        if self._server.async_transport is not None:
+            options.setdefault("transport", self._server.async_transport)
+        headers = {"Authorization": f"Bearer {self.api_key}", **options.pop("headers", {})}
+        return httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=30, **options)
 
     def openai_client(self, *, async_: bool = False, **options: Any) -> Any:
         """The official `openai` SDK's client (`AsyncOpenAI` with `async_=True`) pointed at the
@@ -161,7 +279,12 @@ class Scaigrid:
         import openai
 
         options = {"base_url": self.oai_base_url, "api_key": self.api_key, **options}
-        return openai.AsyncOpenAI(**options) if async_ else openai.OpenAI(**options)
+        if async_:
+            if self._server.async_transport is not None and "http_client" not in options:
+                options["http_client"] = httpx.AsyncClient(transport=self._server.async_transport)
+            return openai.AsyncOpenAI(**options)
+        options.setdefault("http_client", httpx.Client(transport=self._server.transport))
+        return openai.OpenAI(**options)
 
     def _call(self, method: str, path: str, **kw: Any) -> Any:
         resp = self._control.request(method, path, **kw)
@@ -228,19 +351,162 @@ class Scaigrid:
         self._control.close()
 
 
+MARKER_KEYS = ("seed", "scenario", "tenants", "clock_start")
+INI_OPTIONS = {
+    "scaigrid_seed": "seed of the session's emulator (ids, fake inference, every random draw)",
+    "scaigrid_scenario": "global scenario of the session's emulator: a bundled name or a file",
+    "scaigrid_tenants": "how many tenants each test gets (default 1; `scaigrid.tenants`)",
+    "scaigrid_clock_start": "ISO-8601 instant the session's frozen clock starts at",
+}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    for name, help_text in INI_OPTIONS.items():
+        parser.addini(name, help_text, default=None)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "scaigrid(seed=None, scenario=None, tenants=None): this test's emulator seed (for the "
+        "test's duration), its tenants' scenario and how many tenants it gets; clock_start is "
+        "refused per test (one clock per session: use the scaigrid_clock_start ini option)",
+    )
+
+
+def _ini(config: pytest.Config, name: str) -> str | None:
+    value = config.getini(name)
+    text = str(value).strip() if value is not None else ""
+    return text or None
+
+
+def _session_settings(config: pytest.Config, db: Path) -> Settings:
+    """The session server's settings: a frozen clock, seed 0, and the ini options."""
+    changes: dict[str, Any] = {}
+    seed = _ini(config, "scaigrid_seed")
+    if seed is not None:
+        try:
+            changes["seed"] = int(seed)
+        except ValueError:
+            raise pytest.UsageError(
+                f"ini option scaigrid_seed: {seed!r} is not an integer"
+            ) from None
+    scenario = _ini(config, "scaigrid_scenario")
+    if scenario is not None:
+        changes["scenario"] = scenario
+    start = _ini(config, "scaigrid_clock_start")
+    if start is not None:
+        try:
+            changes["clock_start"] = parse_instant(start)
+        except ValueError:
+            raise pytest.UsageError(
+                f"ini option scaigrid_clock_start: {start!r} is not an ISO-8601 instant"
+            ) from None
+    _tenant_count(_ini(config, "scaigrid_tenants") or "1", "ini option scaigrid_tenants")
+    return Settings(db=str(db), clock="frozen", seed=0).replace(**changes)
+
+
+def _tenant_count(value: Any, where: str) -> int:
+    try:
+        count = int(value)
+    except (TypeError, ValueError):
+        count = 0
+    if isinstance(value, bool) or count < 1:
+        raise pytest.UsageError(f"{where}: tenants must be a whole number >= 1, got {value!r}")
+    return count
+
+
+def _options(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The test's `@pytest.mark.scaigrid(...)` options (the closest marker wins, key by key),
+    checked: an unknown key, a positional argument or a per-test clock start is an error."""
+    options: dict[str, Any] = {}
+    for marker in reversed(list(request.node.iter_markers("scaigrid"))):
+        if marker.args:
+            raise pytest.UsageError(
+                f"@pytest.mark.scaigrid takes keyword arguments only ({', '.join(MARKER_KEYS)})"
+            )
+        unknown = sorted(set(marker.kwargs) - set(MARKER_KEYS))
+        if unknown:
+            raise pytest.UsageError(
+                f"@pytest.mark.scaigrid: unknown option(s) {', '.join(unknown)} "
+                f"(known: {', '.join(MARKER_KEYS)})"
+            )
+        options.update(marker.kwargs)
+    if options.get("clock_start") is not None:
+        raise pytest.UsageError(
+            "@pytest.mark.scaigrid(clock_start=...) cannot apply per test: the session's "
+            "emulator has one clock that every test shares. Set the ini option "
+            "scaigrid_clock_start for the session, or move the clock with scaigrid.advance()"
+        )
+    return options
+
+
+def _handle(
+    request: pytest.FixtureRequest, server: EmulatorServer | InProcessServer
+) -> Iterator[Scaigrid]:
+    options = _options(request)
+    ini_tenants = _ini(request.config, "scaigrid_tenants") or "1"
+    count = _tenant_count(
+        options.get("tenants", ini_tenants),
+        "@pytest.mark.scaigrid" if "tenants" in options else "ini option scaigrid_tenants",
+    )
+    handle = Scaigrid(server)
+    handle.tenants = [handle, *(Scaigrid(server) for _ in range(count - 1))]
+    seed = options.get("seed")
+    previous_seed = None
+    try:
+        if seed is not None:
+            if isinstance(seed, bool) or not isinstance(seed, int):
+                raise pytest.UsageError(f"@pytest.mark.scaigrid: seed must be an int, got {seed!r}")
+            previous_seed = server.core.settings.seed
+            handle._call("PUT", "/seed", json={"seed": seed})
+        scenario = options.get("scenario")
+        if scenario is not None:
+            for tenant in handle.tenants:
+                tenant.use_scenario(scenario)
+        yield handle
+    finally:
+        if previous_seed is not None:
+            handle._call("PUT", "/seed", json={"seed": previous_seed})
+        for tenant in handle.tenants:
+            tenant.close()
+
+
 @pytest.fixture(scope="session")
-def scaigrid_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorServer]:
-    """One emulator for the session: frozen clock, seed 0, a database in a temporary folder."""
+def scaigrid_server(
+    tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config
+) -> Iterator[EmulatorServer]:
+    """One emulator on loopback for the session: frozen clock, seed 0 (or the ini options), a
+    database in a temporary folder."""
     db = tmp_path_factory.mktemp("scaigrid") / "emulator.db"
-    server = EmulatorServer(Settings(db=str(db), clock="frozen"))
+    server = EmulatorServer(_session_settings(pytestconfig, db))
     server.start()
     yield server
     server.stop()
 
 
 @pytest.fixture
-def scaigrid(scaigrid_server: EmulatorServer) -> Iterator[Scaigrid]:
+def scaigrid(request: pytest.FixtureRequest, scaigrid_server: EmulatorServer) -> Iterator[Scaigrid]:
     """A fresh tenant on the session's emulator."""
-    handle = Scaigrid(scaigrid_server)
-    yield handle
-    handle.close()
+    yield from _handle(request, scaigrid_server)
+
+
+@pytest.fixture(scope="session")
+def scaigrid_inprocess_server(
+    tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config
+) -> Iterator[InProcessServer]:
+    """One emulator in this process for the session, with no socket (same settings)."""
+    db = tmp_path_factory.mktemp("scaigrid-inprocess") / "emulator.db"
+    server = InProcessServer(_session_settings(pytestconfig, db))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def scaigrid_inprocess(
+    request: pytest.FixtureRequest, scaigrid_inprocess_server: InProcessServer
+) -> Iterator[Scaigrid]:
+    """`scaigrid`, served in this process through `httpx.ASGITransport`: no socket, no port.
+    Only clients the handle builds reach it (`client`, `async_client()`, `openai_client()`)."""
+    yield from _handle(request, scaigrid_inprocess_server)

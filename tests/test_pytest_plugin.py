@@ -111,3 +111,68 @@ def test_the_fixture_in_a_downstream_suite(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_downstream=SUITE)
     result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=8)
+
+
+def _readme_example(name: str) -> str:
+    """The fenced block after `<!-- example: NAME -->` in the README."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    found = re.search(rf"<!-- example: {name} -->\n```\w+\n(.*?)```", text, re.S)
+    assert found, f"README has no example {name!r}"
+    return found.group(1)
+
+
+@pytest.mark.slow
+def test_the_readme_examples_run(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_inprocess=_readme_example("inprocess")
+        + SUITE.replace("(scaigrid", "(scaigrid_inprocess")
+        .replace("scaigrid.", "scaigrid_inprocess.")
+        .replace("scaigrid, ", "scaigrid_inprocess, "),
+        test_marker=_readme_example("marker"),
+    )
+    result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=10)
+
+
+@pytest.mark.slow
+def test_the_readme_ini_example_runs(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".ini", pytest=_readme_example("ini"))
+    pytester.makepyfile(test_ini=_readme_example("ini-test"))
+    result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+
+
+@pytest.mark.slow
+def test_marker_refusals_name_the_problem(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_refused="""
+import pytest
+
+@pytest.mark.scaigrid(sed=1, scenari="x")
+def test_misspelled(scaigrid):
+    pass
+
+@pytest.mark.scaigrid(clock_start="2026-01-01T00:00:00Z")
+def test_clock_start(scaigrid):
+    pass
+
+@pytest.mark.scaigrid(tenants=0)
+def test_no_tenants(scaigrid):
+    pass
+
+@pytest.mark.scaigrid(seed=3)
+def test_seed_is_restored_after(scaigrid):
+    pass
+
+def test_seed_back(scaigrid):
+    assert scaigrid.client.get("/_emulator/seed").json()["data"]["seed"] == 0
+"""
+    )
+    result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2, errors=3)
+    result.stdout.fnmatch_lines(["*unknown option(s) scenari, sed (known: seed, scenario*"])
+    result.stdout.fnmatch_lines(["*clock_start=...) cannot apply per test*scaigrid_clock_start*"])
+    result.stdout.fnmatch_lines(["*tenants must be a whole number >= 1, got 0*"])
