@@ -15,8 +15,6 @@ batches or files, and a scenario set with `use_scenario` applies to that test's 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import fnmatch
 import hashlib
 import hmac
 import json
@@ -330,54 +328,10 @@ class Scaigrid:
         return now
 
     def journal(self, **filters: Any) -> list[dict[str, Any]]:
-        """This test's requests, oldest first, as the server's journal has them (filters: method,
-        path (a glob, or a prefix), status (404 or 4xx), since, until, limit)."""
+        """This test's requests, oldest first (filters: method, path, status, since, limit)."""
         params = {"tenant_id": self.tenant_id, **filters}
         items: list[dict[str, Any]] = self._call("GET", "/journal", params=params)["items"]
         return items
-
-    def requests(
-        self, method: str | None = None, path: str | None = None, status: int | str | None = None
-    ) -> list[dict[str, Any]]:
-        """This test's requests, oldest first, in the style of respx's `calls`: each a journal
-        entry whose `request` and `response` also have `json` (the body parsed, or None when it
-        is not JSON or was truncated). `path` is an fnmatch glob (`/v1/inference/batch/*`)."""
-        filters = {k: v for k, v in (("method", method), ("status", status)) if v is not None}
-        items = self.journal(**filters)
-        if path is not None:
-            items = [e for e in items if fnmatch.fnmatchcase(e["path"], path)]
-        for entry in items:
-            for side in ("request", "response"):
-                part = entry[side]
-                part["json"] = None
-                if part["body"] and not part["truncated"]:
-                    with contextlib.suppress(ValueError):
-                        part["json"] = json.loads(part["body"])
-        return items
-
-    def assert_called(self, method: str, path_glob: str, times: int | None = None) -> None:
-        """This test called `method` on a path matching `path_glob` (`times` times exactly, or
-        at least once); else an AssertionError listing what it called instead."""
-        calls = self.requests()
-        matched = [
-            e
-            for e in calls
-            if e["method"] == method.upper() and fnmatch.fnmatchcase(e["path"], path_glob)
-        ]
-        if (len(matched) == times) if times is not None else matched:
-            return
-        wanted = (
-            f"{times} time{'s' if times != 1 else ''}" if times is not None else "at least once"
-        )
-        listed = "\n".join(
-            f"  {e['method']} {e['path']}{'?' + e['query'] if e['query'] else ''} -> {e['status']}"
-            for e in calls
-        )
-        raise AssertionError(
-            f"expected {method.upper()} {path_glob} {wanted}, called {len(matched)} "
-            f"time{'s' if len(matched) != 1 else ''}; this test's requests:\n"
-            + (listed or "  (none)")
-        )
 
     def sink(
         self,

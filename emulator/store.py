@@ -99,8 +99,7 @@ CREATE TABLE IF NOT EXISTS tenant_scenarios (
 );
 CREATE TABLE IF NOT EXISTS journal (
     seq INTEGER PRIMARY KEY, time REAL NOT NULL, method TEXT NOT NULL, path TEXT NOT NULL,
-    query BLOB NOT NULL, status INTEGER NOT NULL, tenant_id TEXT, request_id TEXT NOT NULL,
-    exchange TEXT
+    query BLOB NOT NULL, status INTEGER NOT NULL, tenant_id TEXT, request_id TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS journal_by_tenant ON journal (tenant_id);
 """
@@ -170,7 +169,6 @@ class Store:
         await self._db.execute("PRAGMA synchronous=NORMAL")
         await self._db.execute("PRAGMA foreign_keys=OFF")
         await self._db.executescript(SCHEMA)
-        await self._add_missing_columns()
         await self._db.execute(
             "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
             (str(SCHEMA_VERSION),),
@@ -180,14 +178,6 @@ class Store:
             self._reader = sqlite3.connect(self.path, isolation_level=None, timeout=5.0)
             self._reader.execute("PRAGMA query_only=1")
         await self._check_version()
-
-    async def _add_missing_columns(self) -> None:
-        """Columns added since a database was made (nullable, so older rows stay valid)."""
-        assert self._db is not None
-        async with self._db.execute("PRAGMA table_info(journal)") as cursor:
-            columns = {row[1] for row in await cursor.fetchall()}
-        if "exchange" not in columns:
-            await self._db.execute("ALTER TABLE journal ADD COLUMN exchange TEXT")
 
     async def _check_version(self) -> None:
         """Refuse a database written by an incompatible version now, not with a failure later."""
@@ -759,17 +749,15 @@ class Store:
         return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
     async def append_journal(self, entries: Sequence[tuple[Any, ...]], keep: int) -> None:
-        """Add journal entries (time, method, path, query, status, tenant, request id, and the
-        redacted exchange as a dict) in one transaction, and drop the oldest beyond the last
-        `keep`."""
+        """Add journal entries (time, method, path, query, status, tenant, request id) in one
+        transaction, and drop the oldest beyond the last `keep`."""
         if not entries:
             return
-        rows = [(*e[:7], orjson.dumps(e[7]).decode()) for e in entries]
         async with self._write() as db:
             await db.executemany(
-                "INSERT INTO journal (time, method, path, query, status, tenant_id, request_id,"
-                " exchange) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
+                "INSERT INTO journal (time, method, path, query, status, tenant_id, request_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                entries,
             )
             await db.execute(
                 "DELETE FROM journal WHERE seq <= (SELECT MAX(seq) FROM journal) - ?", (keep,)
@@ -778,14 +766,11 @@ class Store:
     async def load_journal(self, limit: int) -> list[tuple[Any, ...]]:
         """The last `limit` journal entries, oldest first."""
         rows = await self._all(
-            "SELECT time, method, path, query, status, tenant_id, request_id, exchange FROM"
+            "SELECT time, method, path, query, status, tenant_id, request_id FROM"
             " (SELECT * FROM journal ORDER BY seq DESC LIMIT ?) ORDER BY seq",
             (limit,),
         )
-        return [
-            (r[0], r[1], r[2], bytes(r[3]), *r[4:7], orjson.loads(r[7]) if r[7] else None)
-            for r in rows
-        ]
+        return [(r[0], r[1], r[2], bytes(r[3]), *r[4:]) for r in rows]
 
     async def reset_state(self, tenant_id: str | None = None) -> None:
         """Forget the journal and the tenant scenarios (everyone's, or one tenant's); the clock

@@ -328,7 +328,7 @@ CONTROL_BODIES: dict[str, Body] = {
 
 #: the query parameters of the control routes that read with filters
 CONTROL_QUERIES: dict[str, frozenset[str]] = {
-    "journal": frozenset({"method", "path", "status", "tenant_id", "since", "until", "limit"}),
+    "journal": frozenset({"method", "path", "status", "tenant_id", "since", "limit"}),
     "state": frozenset({"tenant_id"}),
 }
 

@@ -176,38 +176,3 @@ def test_seed_back(scaigrid):
     result.stdout.fnmatch_lines(["*unknown option(s) scenari, sed (known: seed, scenario*"])
     result.stdout.fnmatch_lines(["*clock_start=...) cannot apply per test*scaigrid_clock_start*"])
     result.stdout.fnmatch_lines(["*tenants must be a whole number >= 1, got 0*"])
-
-
-HELPERS = """
-import pytest
-
-
-def test_requests_and_assert_called(scaigrid):
-    scaigrid.client.get("/v1/models")
-    scaigrid.client.get("/v1/inference/batch/batch_nope")
-    scaigrid.client.post("/v1/webhooks", json={"url": "http://x.test/h", "secret": "whsec_zz"})
-    [missing] = scaigrid.requests(path="/v1/inference/batch/*")
-    assert missing["response"]["json"]["error"]["code"] == "BATCH_NOT_FOUND"
-    [hook] = scaigrid.requests(method="POST", status="2xx")
-    assert hook["request"]["json"]["secret"] == "[redacted]"
-    assert hook["request"]["headers"]["authorization"].startswith("Bearer sgk_\\u2026")
-    assert [e["path"] for e in scaigrid.requests(status=404)] == [missing["path"]]
-    scaigrid.assert_called("GET", "/v1/models", times=1)
-    scaigrid.assert_called("get", "/v1/inference/*")
-    with pytest.raises(AssertionError) as info:
-        scaigrid.assert_called("GET", "/v1/models", times=2)
-    text = str(info.value)
-    assert "expected GET /v1/models 2 times, called 1 time" in text
-    assert "GET /v1/inference/batch/batch_nope -> 404" in text
-    with pytest.raises(AssertionError, match="called 0 times"):
-        scaigrid.assert_called("DELETE", "/v1/*")
-
-
-def test_only_this_tests_requests(scaigrid):
-    assert scaigrid.requests() == []
-"""
-
-
-def test_requests_and_assert_called(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(HELPERS)
-    pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider").assert_outcomes(passed=2)

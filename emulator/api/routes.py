@@ -81,7 +81,7 @@ ROUTES: list[Route] = [
     Op("/_emulator/tenants/{tenant}/scenario", control.get_tenant_scenario, "GET", "A tenant's scenario (tenant id or API key in the path)"),
     Op("/_emulator/tenants/{tenant}/scenario", control.set_tenant_scenario, "PUT", "Set a tenant's scenario ({name} or {yaml}; tenant id or API key)"),
     Op("/_emulator/tenants/{tenant}/scenario", control.delete_tenant_scenario, "DELETE", "Drop a tenant's scenario (tenant id or API key)"),
-    Op("/_emulator/journal", control.journal, "GET", "Request journal (method, path glob, status or 4xx, tenant_id, since, until, limit)"),
+    Op("/_emulator/journal", control.journal, "GET", "Request journal (method, path, status, tenant_id, since, limit)"),
     Op("/_emulator/state", control.state, "GET", "A dump of the state"),
     Op("/_emulator/sink/{name}", sink.receive, "POST", "Built-in webhook receiver (status, count: answer status to the first count posts)"),
     Op("/_emulator/sink/{name}", sink.received, "GET", "What a sink received: {received_at, headers, body, status} items"),
