@@ -877,16 +877,28 @@ async def test_putting_a_scenario_again_restarts_its_call_counts(emu: Harness) -
     assert await api_pattern(emu, scenario, 2) == [503, 200]
 
 
+def recording_sleep(slept: list[float]) -> Callable[..., Awaitable[Any]]:
+    """An `asyncio.sleep` that records the non-zero waits asked on this test's own event loop
+    and does not wait; other loops (a session server's uvicorn thread polls every 0.1 s) sleep
+    for real and are not counted."""
+    real_sleep = asyncio.sleep
+    loop = asyncio.get_running_loop()
+
+    async def fake_sleep(seconds: float, *args: Any) -> Any:
+        if asyncio.get_running_loop() is not loop:
+            return await real_sleep(seconds, *args)
+        if seconds:
+            slept.append(seconds)
+        return await real_sleep(0)
+
+    return fake_sleep
+
+
 async def test_injected_latency_does_not_delay_on_a_frozen_clock(
     emu: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     slept: list[float] = []
-    real_sleep = asyncio.sleep
-
-    async def fake_sleep(seconds: float, *args: Any) -> Any:
-        if seconds:
-            slept.append(seconds)
-        return await real_sleep(0)
+    fake_sleep = recording_sleep(slept)
 
     monkeypatch.setattr(asyncio, "sleep", fake_sleep)
     await use_tenant_scenario(emu, "api_faults:\n  - match: {route: /v1/models}\n    latency: 1h\n")
@@ -898,12 +910,7 @@ async def test_injected_latency_is_real_time_divided_by_the_scale(
     make_emu: MakeEmu, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     slept: list[float] = []
-    real_sleep = asyncio.sleep
-
-    async def fake_sleep(seconds: float, *args: Any) -> Any:
-        if seconds:
-            slept.append(seconds)
-        return await real_sleep(0)
+    fake_sleep = recording_sleep(slept)
 
     h = await make_emu(clock="scaled", clock_scale=10.0)
     monkeypatch.setattr(asyncio, "sleep", fake_sleep)
