@@ -301,6 +301,11 @@ class Scaigrid:
         )
         return data
 
+    def sleep(self, seconds: float) -> None:
+        """A stand-in for `time.sleep` to hand to a polling loop under test: the emulator clock
+        moves `seconds`, and what falls due is processed, instead of the test waiting."""
+        self.advance(seconds)
+
     def use_scenario(self, name_or_path: str | Path) -> None:
         """Run this test's tenant under a bundled scenario, a YAML file, or inline YAML text (one
         line too: `{faults: [...]}`, `name: x`). A refused scenario raises `EmulatorRefused`

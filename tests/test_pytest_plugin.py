@@ -176,3 +176,10 @@ def test_seed_back(scaigrid):
     result.stdout.fnmatch_lines(["*unknown option(s) scenari, sed (known: seed, scenario*"])
     result.stdout.fnmatch_lines(["*clock_start=...) cannot apply per test*scaigrid_clock_start*"])
     result.stdout.fnmatch_lines(["*tenants must be a whole number >= 1, got 0*"])
+
+
+@pytest.mark.slow
+def test_the_readme_polling_loop_recipe_runs(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_polling=_readme_example("polling"))
+    result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
