@@ -30,9 +30,9 @@ from urllib.parse import quote, urlencode
 import httpx
 import pytest
 
-from emulator.clock import parse_instant
+from emulator.errors import ConfigError
 from emulator.scenario.registry import looks_like_yaml
-from emulator.settings import Settings
+from emulator.settings import SETTINGS, Settings
 from emulator.tenancy import open_tenant_id
 
 
@@ -385,28 +385,19 @@ def _ini(config: pytest.Config, name: str) -> str | None:
     return text or None
 
 
+SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
+
+
 def _session_settings(config: pytest.Config, db: Path) -> Settings:
     """The session server's settings: a frozen clock, seed 0, and the ini options."""
     changes: dict[str, Any] = {}
-    seed = _ini(config, "scaigrid_seed")
-    if seed is not None:
-        try:
-            changes["seed"] = int(seed)
-        except ValueError:
-            raise pytest.UsageError(
-                f"ini option scaigrid_seed: {seed!r} is not an integer"
-            ) from None
-    scenario = _ini(config, "scaigrid_scenario")
-    if scenario is not None:
-        changes["scenario"] = scenario
-    start = _ini(config, "scaigrid_clock_start")
-    if start is not None:
-        try:
-            changes["clock_start"] = parse_instant(start)
-        except ValueError:
-            raise pytest.UsageError(
-                f"ini option scaigrid_clock_start: {start!r} is not an ISO-8601 instant"
-            ) from None
+    for name in ("seed", "scenario", "clock_start"):  # parsed as `serve` parses its flags
+        raw = _ini(config, f"scaigrid_{name}")
+        if raw is not None:
+            try:
+                changes[name] = SETTINGS_BY_NAME[name].parse(raw)
+            except (ValueError, ConfigError) as exc:
+                raise pytest.UsageError(f"ini option scaigrid_{name}: {raw!r}: {exc}") from None
     _tenant_count(_ini(config, "scaigrid_tenants") or "1", "ini option scaigrid_tenants")
     return Settings(db=str(db), clock="frozen", seed=0).replace(**changes)
 
