@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 import pytest
+from conftest import KEY, Harness
 from starlette.responses import JSONResponse, Response
 
 from emulator.api.http import JSON
@@ -533,3 +534,101 @@ def test_json_headers_are_starlettes(
     assert ours.status_code == status
     assert ours.raw_headers == plain.raw_headers == standard.raw_headers
     assert all(type(k) is bytes and type(v) is bytes for k, v in ours.raw_headers)
+
+
+# ---- the live inference fast path (`emulator.api.fast`) against the general path ----
+
+VIEWER_KEY = "sgk_viewer_" + "v" * 32
+FAST_TENANTS = f"""
+tenants:
+  - id: tenant_fast
+    keys:
+      - key: {KEY}
+        role: tenant_user
+      - key: {VIEWER_KEY}
+        role: tenant_viewer
+"""
+_ROUTES_ASKED = (CHAT, GENERATE, EMBED)
+
+
+def _exchanges() -> list[tuple[str, str, dict[str, str], bytes]]:
+    """(method, path, headers, body): good and bad requests to every route the fast path takes,
+    and the neighbours it must leave to the general path."""
+    auth = {"authorization": f"Bearer {KEY}", "content-type": "application/json"}
+    rng = random.Random(7)
+    out: list[tuple[str, str, dict[str, str], bytes]] = []
+    for _ in range(150):
+        out.append(("POST", CHAT, auth, json.dumps(chat_body(rng)).encode()))
+    for route in _ROUTES_ASKED:
+        good = SAMPLES[route]
+        out += [
+            ("POST", route, auth, orjson.dumps(good)),
+            ("POST", route, auth, orjson.dumps(good)),  # the memo's answer
+            ("POST", route, {}, orjson.dumps(good)),  # no key
+            ("POST", route, {"authorization": "Bearer nope"}, orjson.dumps(good)),
+            ("POST", route, {"authorization": "Basic abc"}, orjson.dumps(good)),
+            ("POST", route, {"authorization": f"Bearer {VIEWER_KEY}"}, orjson.dumps(good)),
+            ("POST", route, auth, b"{not json"),
+            ("POST", route, auth, b"[1, 2]"),
+            ("POST", route, auth, b""),
+            ("POST", route, auth, orjson.dumps({**good, "model": "no/such-model"})),
+            ("GET", route, auth, b""),  # a wrong method: the general path's 405
+            ("POST", route + "/", auth, orjson.dumps(good)),  # not an inference route
+        ]
+    out.append(("POST", CHAT, auth, orjson.dumps(chat(stream=True))))  # SSE: handed over
+    out.append(("POST", IMAGES, auth, orjson.dumps(SAMPLES[IMAGES])))  # links: general path
+    return out
+
+
+async def _replies(app: Any, exchanges: list[tuple[str, str, dict[str, str], bytes]]) -> list[Any]:
+    import httpx
+
+    transport = httpx.ASGITransport(app)
+    out = []
+    async with httpx.AsyncClient(transport=transport, base_url="http://emulator.test") as client:
+        for method, path, headers, body in exchanges:
+            resp = await client.request(method, path, headers=headers, content=body)
+            out.append((resp.status_code, resp.headers.raw, resp.content))
+    return out
+
+
+async def test_the_inference_fast_path_answers_byte_for_byte_as_the_general_path(
+    tmp_path: Any, make_emu: Callable[..., Any]
+) -> None:
+    """Two emulators with the same seed and clock get the same requests, one through the app
+    (fast path in front) and one through `app.general` (the layers the fast path skips): every
+    status, header and body byte agrees, request ids included, and so do the journals."""
+    tenants = tmp_path / "tenants.yaml"
+    tenants.write_text(FAST_TENANTS, encoding="utf-8")
+    fast, general = await make_emu(tenants=tenants), await make_emu(tenants=tenants)
+    taken = []
+    takes = fast.app.fast.takes
+
+    def counting_takes(scope: Any) -> bool:
+        taken.append(takes(scope))
+        return taken[-1]
+
+    fast.app.fast.takes = counting_takes
+    exchanges = _exchanges()
+    got = await _replies(fast.app, exchanges)
+    want = await _replies(general.app.general, exchanges)
+    for exchange, a, b in zip(exchanges, got, want, strict=True):
+        assert a == b, exchange
+    assert {status for status, _, _ in got} >= {200, 401, 403, 404, 405, 422}
+    assert taken.count(True) > 150  # the fast path answered the fast-path routes' posts
+    assert fast.core.journal.raw() == general.core.journal.raw()
+
+
+async def test_a_gated_scenario_sends_inference_the_general_way(emu: Harness) -> None:
+    """Rate limits and API faults live in the gate, which the fast path does not run: while a
+    scenario asks for either, inference goes through the general path."""
+    scope = {"type": "http", "method": "POST", "path": CHAT}
+    assert emu.app.fast.takes(scope)
+    resp = await emu.client.put(
+        "/_emulator/scenario", json={"yaml": "{rate_limit: {requests: 1, per: 60s}}"}
+    )
+    assert resp.status_code == 200, resp.text
+    assert not emu.app.fast.takes(scope)
+    first = await emu.client.post(CHAT, json=SAMPLES[CHAT])
+    second = await emu.client.post(CHAT, json=SAMPLES[CHAT])
+    assert (first.status_code, second.status_code) == (200, 429)

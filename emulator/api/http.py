@@ -82,9 +82,14 @@ async def read_body(request: Request) -> bytes:
     than the body of a small request takes to arrive; the inference routes read their body once,
     first thing, so they can take the messages directly. A disconnect raises as Starlette's does.
     """
+    return await receive_body(request.receive)
+
+
+async def receive_body(receive: Receive) -> bytes:
+    """The whole body from the ASGI messages (`read_body`, for a caller with no Request)."""
     chunks = []
     while True:
-        message = await request.receive()
+        message = await receive()
         if message["type"] == "http.request":
             chunks.append(message.get("body", b""))
             if not message.get("more_body", False):
@@ -173,8 +178,9 @@ class RequestContext:
             await self.app(scope, receive, send)
             return
         core = self.core
-        request_id = core.ids.request_id()
         state = scope.setdefault("state", {})
+        # a request the fast path hands over (`emulator.api.fast`) already has its id
+        request_id = state.get("request_id") or core.ids.request_id()
         state["request_id"] = request_id
         header = (b"x-request-id", request_id.encode())
         status = 500

@@ -13,10 +13,13 @@ from emulator.api.http import JSON, caller, core_of, parse_object, read_body
 from emulator.endpoints import CHAT, EMBED, ENDPOINTS, GENERATE, IMAGES
 from emulator.inference.images import png_for
 
+#: what a caller's key must allow to use the inference routes
+PERMISSION = "models:use"
+
 
 async def _infer(request: Request, route: str) -> Response:
     core = core_of(request)
-    principal = caller(request, "models:use", core)
+    principal = caller(request, PERMISSION, core)
     raw = await read_body(request)
     body = parse_object(raw)
     if route == CHAT and body.get("stream") is True:
