@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import marshal
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
@@ -97,11 +98,16 @@ CREATE TABLE IF NOT EXISTS emulator_state (key TEXT PRIMARY KEY, value TEXT NOT 
 CREATE TABLE IF NOT EXISTS tenant_scenarios (
     tenant_id TEXT PRIMARY KEY, name TEXT NOT NULL, source TEXT NOT NULL, text TEXT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS journal (
-    seq INTEGER PRIMARY KEY, time REAL NOT NULL, method TEXT NOT NULL, path TEXT NOT NULL,
-    query BLOB NOT NULL, status INTEGER NOT NULL, tenant_id TEXT, request_id TEXT NOT NULL
+-- the journal is saved a page at a time (the entries since the last save, one marshal blob): a
+-- row per request cost the live path more than the request itself under load. A tenant's reset
+-- leaves its entries in the pages and hides them: forgotten up to the page seq noted here.
+CREATE TABLE IF NOT EXISTS journal_pages (
+    seq INTEGER PRIMARY KEY, count INTEGER NOT NULL, last_time REAL NOT NULL,
+    entries BLOB NOT NULL
 );
-CREATE INDEX IF NOT EXISTS journal_by_tenant ON journal (tenant_id);
+CREATE TABLE IF NOT EXISTS journal_forgotten (
+    tenant_id TEXT PRIMARY KEY, through_page INTEGER NOT NULL
+);
 """
 
 _BATCH_COLUMNS = (
@@ -169,6 +175,7 @@ class Store:
         await self._db.execute("PRAGMA synchronous=NORMAL")
         await self._db.execute("PRAGMA foreign_keys=OFF")
         await self._db.executescript(SCHEMA)
+        await self._adopt_journal_rows()
         await self._db.execute(
             "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
             (str(SCHEMA_VERSION),),
@@ -178,6 +185,27 @@ class Store:
             self._reader = sqlite3.connect(self.path, isolation_level=None, timeout=5.0)
             self._reader.execute("PRAGMA query_only=1")
         await self._check_version()
+
+    async def _adopt_journal_rows(self) -> None:
+        """A database from before journal pages keeps its entries a row each in `journal`: they
+        become the first page, and the old table goes."""
+        assert self._db is not None
+        async with self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'journal'"
+        ) as cursor:
+            if not await cursor.fetchall():
+                return
+        async with self._db.execute(
+            "SELECT time, method, path, query, status, tenant_id, request_id FROM journal"
+            " ORDER BY seq"
+        ) as cursor:
+            rows = [(r[0], r[1], r[2], bytes(r[3]), *r[4:]) for r in await cursor.fetchall()]
+        if rows:
+            await self._db.execute(
+                "INSERT INTO journal_pages (count, last_time, entries) VALUES (?, ?, ?)",
+                (len(rows), max(r[0] for r in rows), marshal.dumps(rows)),
+            )
+        await self._db.execute("DROP TABLE journal")
 
     async def _check_version(self) -> None:
         """Refuse a database written by an incompatible version now, not with a failure later."""
@@ -749,38 +777,51 @@ class Store:
         return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
     async def append_journal(self, entries: Sequence[tuple[Any, ...]], keep: int) -> None:
-        """Add journal entries (time, method, path, query, status, tenant, request id) in one
-        transaction, and drop the oldest beyond the last `keep`."""
+        """Add journal entries (time, method, path, query, status, tenant, request id) as one
+        page, and drop the oldest pages the last `keep` entries do not reach into."""
         if not entries:
             return
+        page = marshal.dumps(list(entries))  # plain tuples of str, bytes, int, float, None
         async with self._write() as db:
-            await db.executemany(
-                "INSERT INTO journal (time, method, path, query, status, tenant_id, request_id)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                entries,
+            await db.execute(
+                "INSERT INTO journal_pages (count, last_time, entries) VALUES (?, ?, ?)",
+                (len(entries), max(e[0] for e in entries), page),
             )
             await db.execute(
-                "DELETE FROM journal WHERE seq <= (SELECT MAX(seq) FROM journal) - ?", (keep,)
+                "DELETE FROM journal_pages WHERE seq < (SELECT seq FROM (SELECT seq, SUM(count)"
+                " OVER (ORDER BY seq DESC) AS newer FROM journal_pages) WHERE newer >= ?"
+                " ORDER BY seq DESC LIMIT 1)",
+                (keep,),
+            )
+            await db.execute(
+                "DELETE FROM journal_forgotten WHERE through_page <"
+                " (SELECT MIN(seq) FROM journal_pages)"
             )
 
     async def load_journal(self, limit: int) -> list[tuple[Any, ...]]:
         """The last `limit` journal entries, oldest first."""
-        rows = await self._all(
-            "SELECT time, method, path, query, status, tenant_id, request_id FROM"
-            " (SELECT * FROM journal ORDER BY seq DESC LIMIT ?) ORDER BY seq",
-            (limit,),
-        )
-        return [(r[0], r[1], r[2], bytes(r[3]), *r[4:]) for r in rows]
+        forgotten = dict(await self._all("SELECT tenant_id, through_page FROM journal_forgotten"))
+        out: list[tuple[Any, ...]] = []
+        for seq, blob in await self._all("SELECT seq, entries FROM journal_pages ORDER BY seq"):
+            entries = marshal.loads(blob)
+            if forgotten:
+                entries = [e for e in entries if forgotten.get(e[5], -1) < seq]
+            out.extend(entries)
+        return out[-limit:]
 
     async def reset_state(self, tenant_id: str | None = None) -> None:
         """Forget the journal and the tenant scenarios (everyone's, or one tenant's); the clock
         and the global scenario are not a tenant's, and a reset keeps them."""
         async with self._write() as db:
             if tenant_id is None:
-                await db.execute("DELETE FROM journal")
-                await db.execute("DELETE FROM tenant_scenarios")
+                for table in ("journal_pages", "journal_forgotten", "tenant_scenarios"):
+                    await db.execute(f"DELETE FROM {table}")
                 return
-            await db.execute("DELETE FROM journal WHERE tenant_id = ?", (tenant_id,))
+            await db.execute(
+                "INSERT OR REPLACE INTO journal_forgotten (tenant_id, through_page)"
+                " SELECT ?, COALESCE(MAX(seq), 0) FROM journal_pages",
+                (tenant_id,),
+            )
             await db.execute("DELETE FROM tenant_scenarios WHERE tenant_id = ?", (tenant_id,))
 
     async def latest_instant(self) -> float | None:
@@ -793,7 +834,7 @@ class Store:
             " UNION ALL SELECT MAX(created_at) FROM files"
             " UNION ALL SELECT MAX(created_at) FROM webhook_events"
             " UNION ALL SELECT MAX(COALESCE(last_attempt_at, created_at)) FROM webhook_deliveries"
-            " UNION ALL SELECT MAX(time) FROM journal)"
+            " UNION ALL SELECT MAX(last_time) FROM journal_pages)"
         )
         return None if rows[0][0] is None else float(rows[0][0])
 

@@ -33,7 +33,7 @@ from emulator.inference import checks
 from emulator.inference.catalogue import Catalogue, load_catalogue
 from emulator.inference.checks import check_request
 from emulator.inference.engine import Engine
-from emulator.inference.live import MEMO_SIZE, Live
+from emulator.inference.live import MEMO_SIZE, SEEN_SIZE, Live
 from emulator.records import Model
 from emulator.scenario.registry import Scenarios
 
@@ -324,9 +324,11 @@ SAMPLES = {
 }
 
 
-def test_a_repeated_chat_body_reaches_the_engine_once_and_answers_with_the_current_time(
+def test_a_repeated_chat_body_reaches_the_engine_twice_and_answers_with_the_current_time(
     rig: Rig,
 ) -> None:
+    """The first sighting is answered and noted, the second answered and remembered, every
+    later one answered from memory."""
     body = chat(temperature=0.3)
     first = rig.ask(CHAT, body)
     assert rig.calls == [CHAT]
@@ -338,7 +340,7 @@ def test_a_repeated_chat_body_reaches_the_engine_once_and_answers_with_the_curre
         again = rig.ask(CHAT, body)
         assert again == fresh(CHAT, body, now)
         assert again["created"] == now
-    assert rig.calls == [CHAT]
+    assert rig.calls == [CHAT, CHAT]
     assert first["created"] == T0  # answering from memory changed nothing already handed out
 
 
@@ -353,9 +355,10 @@ def test_other_bytes_are_another_entry_even_for_an_equal_body(rig: Rig) -> None:
     other = chat("Tell me about Delft.")
     assert rig.ask(CHAT, other) == fresh(CHAT, other, T0)
     assert rig.calls == [CHAT] * 3
-    rig.ask(CHAT, body, raw=compact)
-    rig.ask(CHAT, body, raw=spaced)
-    assert rig.calls == [CHAT] * 3
+    for _ in range(3):
+        rig.ask(CHAT, body, raw=compact)
+        rig.ask(CHAT, body, raw=spaced)
+    assert rig.calls == [CHAT] * 5  # each bytes' second sighting, then memory
 
 
 def test_the_same_bytes_on_another_route_are_another_entry(rig: Rig) -> None:
@@ -363,9 +366,10 @@ def test_the_same_bytes_on_another_route_are_another_entry(rig: Rig) -> None:
     raw = orjson.dumps(both)
     as_chat, as_text = rig.ask(CHAT, both, raw=raw), rig.ask(GENERATE, both, raw=raw)
     assert (as_chat["object"], as_text["object"]) == ("chat.completion", "text_completion")
-    assert rig.ask(CHAT, both, raw=raw) == as_chat
-    assert rig.ask(GENERATE, both, raw=raw) == as_text
-    assert rig.calls == [CHAT, GENERATE]
+    for _ in range(2):
+        assert rig.ask(CHAT, both, raw=raw) == as_chat
+        assert rig.ask(GENERATE, both, raw=raw) == as_text
+    assert rig.calls == [CHAT, GENERATE] * 2
 
 
 def test_only_chat_and_generate_are_remembered() -> None:
@@ -380,7 +384,7 @@ def test_memo_by_route(rig: Rig, route: str) -> None:
     for _ in range(3):
         answers.append(rig.ask(route, body))
         rig.clock.advance(5)
-    assert rig.calls == [route] * (1 if ENDPOINTS[route].memo else 3)
+    assert rig.calls == [route] * (2 if ENDPOINTS[route].memo else 3)
     for i, answer in enumerate(answers):
         assert answer == fresh(route, body, T0 + 5 * i)
 
@@ -390,11 +394,11 @@ def test_without_the_bytes_nothing_is_remembered_or_recalled(rig: Rig) -> None:
     for _ in range(3):
         assert rig.ask(CHAT, body, raw=None) == fresh(CHAT, body, T0)
     assert rig.calls == [CHAT] * 3
-    rig.ask(CHAT, body)
-    rig.ask(CHAT, body)
-    assert rig.calls == [CHAT] * 4
-    rig.ask(CHAT, body, raw=None)
+    for _ in range(3):
+        rig.ask(CHAT, body)
     assert rig.calls == [CHAT] * 5
+    rig.ask(CHAT, body, raw=None)
+    assert rig.calls == [CHAT] * 6
 
 
 def test_errors_are_not_remembered(rig: Rig) -> None:
@@ -407,7 +411,8 @@ def test_errors_are_not_remembered(rig: Rig) -> None:
 
 def test_a_tenant_with_faults_reaches_the_scenario_on_every_call(rig: Rig) -> None:
     body = chat()
-    remembered = rig.ask(CHAT, body)  # in memory before the scenario is set
+    remembered = rig.ask(CHAT, body)
+    assert rig.ask(CHAT, body) == remembered  # in memory before the scenario is set
     rig.scenarios.set_tenant("flaky", rig.scenarios.from_yaml(FAULT_EVERY_THIRD))
     codes = []
     for _ in range(6):
@@ -419,19 +424,20 @@ def test_a_tenant_with_faults_reaches_the_scenario_on_every_call(rig: Rig) -> No
             codes.append("ok")
             assert answer == remembered
     assert codes == ["ok", "ok", "BACKEND_TIMEOUT"] * 2
-    assert rig.calls == [CHAT] * 5  # the first call, then each call the fault let through
+    assert rig.calls == [CHAT] * 6  # the first two calls, then each the fault let through
     # Tenants without a scenario still share the memo.
     assert rig.ask(CHAT, body, tenant="calm") == remembered
     assert rig.ask(CHAT, body) == remembered
-    assert rig.calls == [CHAT] * 5
+    assert rig.calls == [CHAT] * 6
     rig.scenarios.set_tenant("flaky", None)
     assert rig.ask(CHAT, body, tenant="flaky") == remembered
-    assert rig.calls == [CHAT] * 5
+    assert rig.calls == [CHAT] * 6
 
 
 def test_a_tenant_with_canned_text_gets_it_on_every_call(rig: Rig) -> None:
     weather, plain = chat(WEATHER), chat()
     remembered = rig.ask(CHAT, weather)
+    assert rig.ask(CHAT, weather) == remembered  # remembered now
     assert remembered["choices"][0]["message"]["content"] != "Sunny, 21 degrees."
     rig.scenarios.set_tenant("canned", rig.scenarios.from_yaml(CANNED_WEATHER))
     for _ in range(3):
@@ -439,10 +445,10 @@ def test_a_tenant_with_canned_text_gets_it_on_every_call(rig: Rig) -> None:
         assert answer["choices"][0]["message"]["content"] == "Sunny, 21 degrees."
     for _ in range(2):
         assert rig.ask(CHAT, plain, tenant="canned") == fresh(CHAT, plain, T0)
-    assert rig.calls == [CHAT] * 6
+    assert rig.calls == [CHAT] * 7
     # Canned answers were not remembered for anyone else.
     assert rig.ask(CHAT, weather) == remembered
-    assert rig.calls == [CHAT] * 6
+    assert rig.calls == [CHAT] * 7
 
 
 def test_the_memo_holds_memo_size_answers_and_drops_the_oldest_first(rig: Rig) -> None:
@@ -450,30 +456,53 @@ def test_the_memo_holds_memo_size_answers_and_drops_the_oldest_first(rig: Rig) -
     raws = [orjson.dumps(b) for b in bodies]
     for body, raw in zip(bodies, raws, strict=True):
         rig.ask(CHAT, body, raw=raw)
-    assert len(rig.calls) == MEMO_SIZE + 1
+        rig.ask(CHAT, body, raw=raw)  # the second sighting is remembered
+    n = 2 * (MEMO_SIZE + 1)
+    assert len(rig.calls) == n
     for body, raw in zip(bodies[1:], raws[1:], strict=True):  # the newest MEMO_SIZE: all held
         rig.ask(CHAT, body, raw=raw)
-    assert len(rig.calls) == MEMO_SIZE + 1
+    assert len(rig.calls) == n
     assert rig.ask(CHAT, bodies[0], raw=raws[0]) == fresh(CHAT, bodies[0], T0)  # dropped
-    assert len(rig.calls) == MEMO_SIZE + 2
-    rig.ask(CHAT, bodies[1], raw=raws[1])  # the oldest then, so dropped for bodies[0]
-    assert len(rig.calls) == MEMO_SIZE + 3
+    assert len(rig.calls) == n + 1
+    rig.ask(CHAT, bodies[0], raw=raws[0])  # remembered again, dropping the oldest, bodies[1]
+    assert len(rig.calls) == n + 2
+    rig.ask(CHAT, bodies[1], raw=raws[1])
+    assert len(rig.calls) == n + 3
     rig.ask(CHAT, bodies[0], raw=raws[0])
     rig.ask(CHAT, bodies[-1], raw=raws[-1])
-    assert len(rig.calls) == MEMO_SIZE + 3
+    assert len(rig.calls) == n + 3
+
+
+def test_bodies_asked_once_fill_no_memory_and_the_first_sightings_are_bounded(rig: Rig) -> None:
+    """A client whose every body differs costs the memo a set entry, never an answer kept; the
+    set of first sightings is emptied when full, so a second sighting after that counts as a
+    first."""
+    body = chat("Asked twice, far apart.")
+    rig.ask(CHAT, body)
+    for i in range(SEEN_SIZE):
+        rig.ask(CHAT, chat(f"Question {i}."))
+    assert len(rig.live._answers) == 0
+    assert len(rig.live._seen) < SEEN_SIZE
+    calls = len(rig.calls)
+    rig.ask(CHAT, body)  # forgotten when the set was emptied: a first sighting again
+    rig.ask(CHAT, body)
+    rig.ask(CHAT, body)
+    assert len(rig.calls) == calls + 2
 
 
 def test_a_reseed_forgets_every_answer(rig: Rig) -> None:
     body = chat()
     before = rig.ask(CHAT, body)
+    assert rig.ask(CHAT, body) == before  # remembered
     rig.live.reseed(SEED + 1)
     after = rig.ask(CHAT, body)
-    assert rig.calls == [CHAT, CHAT]
+    assert rig.calls == [CHAT] * 3
     assert after == fresh(CHAT, body, T0, seed=SEED + 1)
     assert after["id"] != before["id"]
     assert after["choices"][0]["message"] != before["choices"][0]["message"]
-    assert rig.ask(CHAT, body) == after
-    assert rig.calls == [CHAT, CHAT]
+    for _ in range(3):
+        assert rig.ask(CHAT, body) == after
+    assert rig.calls == [CHAT] * 4
 
 
 @pytest.mark.parametrize(

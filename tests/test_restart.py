@@ -127,6 +127,60 @@ async def test_the_journal_is_saved_in_batches_and_survives(
     }
 
 
+async def test_the_journal_keeps_its_newest_entries_in_pages_and_a_tenants_reset_hides_its_own(
+    make_emu: MakeEmu, tmp_path: Path
+) -> None:
+    """A save writes one page however many entries it holds; pages beyond the newest `keep`
+    entries go; a tenant's reset hides that tenant's saved entries and no one else's."""
+    db = str(tmp_path / "e.db")
+    h = await make_emu(db=db)
+    store = h.core.store
+    entry = (1767225600.0, "GET", "/v1/models", b"", 200)
+    for n in range(5):  # five saves of three entries: 15 entries, 5 pages
+        await store.append_journal(
+            [(*entry, TENANT if i % 2 else OTHER, f"req_{n}_{i}") for i in range(3)], keep=7
+        )
+    pages = await store._all("SELECT count FROM journal_pages ORDER BY seq")
+    assert [r[0] for r in pages] == [3, 3, 3]  # the newest 7 reach into the third page
+    kept = [e[6] for e in await store.load_journal(7)]
+    assert kept == ["req_2_2", "req_3_0", "req_3_1", "req_3_2", "req_4_0", "req_4_1", "req_4_2"]
+    await store.reset_state(TENANT)
+    await store.append_journal([(*entry, TENANT, "req_after")], keep=100)
+    h = await restart(make_emu, h, db)
+    # whole pages are kept; TENANT's req_n_1 are hidden, its entry after the reset is not
+    shown = [e["request_id"] for e in h.core.journal.entries()]
+    assert shown == ["req_2_0", "req_2_2", "req_3_0", "req_3_2", "req_4_0", "req_4_2", "req_after"]
+
+
+async def test_a_database_with_journal_rows_keeps_them_as_its_first_page(
+    make_emu: MakeEmu, tmp_path: Path
+) -> None:
+    """A database written before journal pages held one row per entry; opening it moves them."""
+    import sqlite3
+
+    db = str(tmp_path / "e.db")
+    h = await make_emu(db=db)
+    h = await restart(make_emu, h, db)  # a database of this version ...
+    await h.close()
+    await h.core.stop()
+    with sqlite3.connect(db) as con:  # ... as the previous layout left it
+        con.execute("DROP TABLE journal_pages")
+        con.execute(
+            "CREATE TABLE journal (seq INTEGER PRIMARY KEY, time REAL NOT NULL, method TEXT NOT"
+            " NULL, path TEXT NOT NULL, query BLOB NOT NULL, status INTEGER NOT NULL, tenant_id"
+            " TEXT, request_id TEXT NOT NULL)"
+        )
+        con.executemany(
+            "INSERT INTO journal (time, method, path, query, status, tenant_id, request_id)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(1767225600.0 + i, "GET", "/v1/models", b"", 200, TENANT, f"req_{i}") for i in (1, 2)],
+        )
+    h = await make_emu(db=db)
+    assert [e["request_id"] for e in h.core.journal.entries()] == ["req_1", "req_2"]
+    tables = await h.core.store._all("SELECT name FROM sqlite_master WHERE name LIKE 'journal%'")
+    assert sorted(r[0] for r in tables) == ["journal_forgotten", "journal_pages"]
+
+
 # --- real servers --------------------------------------------------------------------------------
 
 

@@ -2,7 +2,9 @@
 
 The answer is a pure function of (seed, body) but for `created`, so a repeated chat or generate
 body (its exact bytes) is answered from memory, unless the tenant's scenario injects faults or
-canned text into live calls: those count calls, so every call must reach them.
+canned text into live calls: those count calls, so every call must reach them. A body is
+remembered the second time it is seen: a client whose every body differs (the usual case) would
+otherwise pay for filling and evicting the memory on every call and never be answered from it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from emulator.scenario.registry import Scenarios
 
 #: answers remembered, by exact request bytes; the oldest is dropped first
 MEMO_SIZE = 4096
+#: bodies seen once, kept to spot the second time; cleared whole when full
+SEEN_SIZE = 4 * MEMO_SIZE
 
 
 class Live:
@@ -26,6 +30,7 @@ class Live:
         self.engine, self.clock, self.scenarios = engine, clock, scenarios
         self._calls: defaultdict[str | None, int] = defaultdict(int)  # live calls per tenant
         self._answers: OrderedDict[tuple[str, bytes], dict[str, Any]] = OrderedDict()
+        self._seen: set[tuple[str, bytes]] = set()  # keys asked once, not yet remembered
 
     def infer(
         self,
@@ -49,6 +54,12 @@ class Live:
         if hit is not None:
             return {**hit, "created": now}
         answer = self.engine.infer(route, body, created=now)
+        if key not in self._seen:
+            if len(self._seen) >= SEEN_SIZE:
+                self._seen.clear()  # forgetting a first sighting costs one more engine call
+            self._seen.add(key)
+            return answer
+        self._seen.discard(key)
         if len(self._answers) >= MEMO_SIZE:
             self._answers.popitem(last=False)
         self._answers[key] = answer
@@ -80,6 +91,7 @@ class Live:
         """The engine answers for another seed: what was remembered no longer holds."""
         self.engine.reseed(seed)
         self._answers.clear()
+        self._seen.clear()
 
     def reset(self, tenant_id: str | None = None) -> None:
         """Forget the live-call counts of one tenant, or of everyone."""
