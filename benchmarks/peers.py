@@ -62,6 +62,7 @@ from benchmarks.common import (  # noqa: E402
     ROOT,
     Process,
     Server,
+    compile_bytecode,
     cpu_seconds,
     e2e_line,
     first_200,
@@ -212,6 +213,7 @@ def chat_once(server: Server | Process, kind: Kind) -> int:
 
 
 def measure_start(kind: Kind, workdir: Path) -> dict[str, Any]:
+    compile_bytecode()
     server, seconds = start(kind, workdir)
     try:
         chat_once(server, kind)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from emulator import wire
-from emulator.api.http import JSON, caller, core_of, json_body
+from emulator.api.http import JSON, Stream, caller, core_of, json_body
 
 
 def _base(request: Request) -> str:
@@ -55,4 +55,4 @@ async def get_results(request: Request) -> Response:
     stream = await core_of(request).batches.open_results(
         request.path_params["batch_id"], request.url.path, q.get("expires"), q.get("signature")
     )
-    return StreamingResponse(stream, media_type="application/jsonl")
+    return Stream(stream, media_type="application/jsonl")

@@ -7,10 +7,10 @@ from urllib.parse import quote
 
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from emulator import wire
-from emulator.api.http import JSON, caller, core_of
+from emulator.api.http import JSON, Stream, caller, core_of
 from emulator.batch.files import CHUNK_BYTES, PURPOSES
 from emulator.errors import ValidationError
 from emulator.records import FileRecord
@@ -90,7 +90,7 @@ async def get_file_content(request: Request) -> Response:
     principal = caller(request, "models:use")
     files = core_of(request).files
     f = await files.get_file(principal.tenant_id, request.path_params["file_id"])
-    return StreamingResponse(
+    return Stream(
         files.content(f),
         media_type="application/octet-stream",
         headers={

@@ -6,10 +6,10 @@ from collections.abc import AsyncIterator
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from emulator import wire
-from emulator.api.http import JSON, caller, core_of, parse_object, read_body
+from emulator.api.http import JSON, Stream, caller, core_of, parse_object, read_body
 from emulator.endpoints import CHAT, EMBED, ENDPOINTS, GENERATE, IMAGES
 from emulator.inference.images import png_for
 
@@ -24,7 +24,7 @@ async def _infer(request: Request, route: str) -> Response:
     body = parse_object(raw)
     if route == CHAT and body.get("stream") is True:
         chunks = core.live.stream(body, principal.tenant_id)
-        return StreamingResponse(sse(chunks), media_type="text/event-stream")
+        return Stream(sse(chunks), media_type="text/event-stream")
     base = str(request.base_url) if ENDPOINTS[route].links else None
     return JSON(wire.ok(core.live.infer(route, body, principal.tenant_id, base, raw)))
 

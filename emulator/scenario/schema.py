@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from emulator.errors import ERROR_CODES, ConfigError
+from emulator.yamlfile import SAFE_LOADER, load_yaml
 
 Check = Callable[[yaml.Node], str | None]  # returns a problem, or None
 
@@ -384,7 +385,7 @@ def _node_kind(node: yaml.Node) -> str:
 def load_document(text_: str, source: str) -> dict[str, Any]:
     """Parse and check one scenario document; its plain data on success."""
     try:
-        node = yaml.compose(text_, Loader=yaml.SafeLoader)
+        node = yaml.compose(text_, Loader=SAFE_LOADER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" (line {mark.line + 1})" if mark is not None else ""
@@ -397,7 +398,7 @@ def load_document(text_: str, source: str) -> dict[str, Any]:
     checker.check("", node, SCHEMA)
     if checker.problems:
         raise ScenarioError("\n".join(checker.problems), checker.problems)
-    data = yaml.safe_load(text_)
+    data = load_yaml(text_)
     assert isinstance(data, dict)
     return data
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from emulator import wire_oai
 from emulator.api.files import attachment, receive_upload
-from emulator.api.http import JSON, caller, core_of
+from emulator.api.http import JSON, Stream, caller, core_of
 from emulator.batch.oai import UPLOAD_PURPOSES
 from emulator.errors import ValidationError
 
@@ -54,7 +54,7 @@ async def get_file_content(request: Request) -> Response:
     f, stream = await core_of(request).oai.content(
         principal.tenant_id, request.path_params["file_id"]
     )
-    return StreamingResponse(
+    return Stream(
         stream,
         media_type="application/octet-stream",
         headers={"Content-Length": str(f.bytes), "Content-Disposition": attachment(f.filename)},

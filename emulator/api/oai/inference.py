@@ -5,10 +5,10 @@ from __future__ import annotations
 from urllib.parse import unquote
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from emulator import wire_oai
-from emulator.api.http import JSON, caller, core_of, parse_object, read_body
+from emulator.api.http import JSON, Stream, caller, core_of, parse_object, read_body
 from emulator.api.inference import sse
 from emulator.endpoints import CHAT, EMBED, GENERATE
 
@@ -20,7 +20,7 @@ async def chat_completions(request: Request) -> Response:
     body = parse_object(raw)
     if body.get("stream") is True:
         chunks = core.live.stream(body, principal.tenant_id)
-        return StreamingResponse(sse(chunks), media_type="text/event-stream")
+        return Stream(sse(chunks), media_type="text/event-stream")
     answer = core.live.infer(CHAT, body, principal.tenant_id, None, raw)
     return JSON(wire_oai.chat_completion(answer))
 
