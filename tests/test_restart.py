@@ -230,3 +230,25 @@ async def test_a_stored_clock_that_overrides_the_settings_says_so(
     assert "the database's clock (scaled, scale 10.0" in caplog.text
     assert "overrides the configured frozen clock" in caplog.text
     assert ok(await h.client.get("/_emulator/clock"))["mode"] == "scaled"
+
+
+async def test_a_new_database_has_large_pages_and_an_old_one_keeps_its_own(
+    make_emu: MakeEmu, tmp_path: Path
+) -> None:
+    """Large pages make a file chunk a few pages instead of hundreds; a database made with
+    another page size opens as it is (changing it would need a full rewrite)."""
+    import sqlite3
+
+    from emulator.store import PAGE_SIZE
+
+    db = str(tmp_path / "new.db")
+    h = await make_emu(db=db)
+    assert (await h.core.store._all("PRAGMA page_size"))[0][0] == PAGE_SIZE == 65536
+    old = str(tmp_path / "old.db")
+    with sqlite3.connect(old) as con:
+        con.execute("PRAGMA page_size=4096")
+        con.execute("CREATE TABLE t (x)")
+    h = await make_emu(db=old)
+    assert (await h.core.store._all("PRAGMA page_size"))[0][0] == 4096
+    upload = await h.client.post("/v1/files", files={"file": ("a.jsonl", b"{}\n")})
+    assert upload.status_code == 200, upload.text

@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from urllib.parse import quote
 
-from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
 
 from emulator import wire
 from emulator.api.http import JSON, Stream, caller, core_of
-from emulator.batch.files import CHUNK_BYTES, PURPOSES
+from emulator.api.upload import open_upload
+from emulator.batch.files import PURPOSES
 from emulator.errors import ValidationError
 from emulator.records import FileRecord
-
-
-async def _read(upload: UploadFile) -> AsyncIterator[bytes]:
-    while chunk := await upload.read(CHUNK_BYTES):
-        yield chunk
 
 
 def _purpose(value: object) -> str:
@@ -40,32 +35,21 @@ async def create_file(request: Request) -> Response:
 async def receive_upload(
     request: Request, tenant_id: str, purpose_of: Callable[[object], str]
 ) -> FileRecord:
-    """Store the multipart upload of a request (field `file`, and `purpose` as `purpose_of`
-    reads it); both surfaces upload through here."""
-    # Starlette spools multipart parts over 1 MiB to a temporary file, so a large upload is never
-    # held in memory; it is then copied into the store chunk by chunk.
+    """Store the multipart upload of a request (the part `file`, and `purpose` as `purpose_of`
+    reads it); both surfaces upload through here. The file's bytes go to the store as they
+    arrive (`emulator.api.upload`); a `purpose` sent before the file is checked before anything
+    is stored, one sent after it once the file is in, and a refused one leaves nothing behind."""
+    files = core_of(request).files
+    upload = await open_upload(request)
+    if "purpose" in upload.fields:
+        purpose_of(upload.fields["purpose"])
+    content = await files.store_content(upload.data())
     try:
-        form = await request.form(max_files=1, max_fields=10)
-    except Exception as exc:  # the multipart parser's errors carry no common base class
-        raise ValidationError(
-            "Expected a multipart/form-data body with a 'file' field.",
-            details=[{"field": "file", "message": str(exc) or type(exc).__name__}],
-        ) from None
-    try:
-        upload = form.get("file")
-        if not isinstance(upload, UploadFile):
-            raise ValidationError(
-                "Missing file.",
-                details=[{"field": "file", "message": "a file part named 'file' is required"}],
-            )
-        return await core_of(request).files.create_file(
-            tenant_id,
-            upload.filename or "upload.jsonl",
-            purpose_of(form.get("purpose")),
-            _read(upload),
-        )
-    finally:
-        await form.close()  # removes the spooled temporary files
+        purpose = purpose_of(upload.fields.get("purpose"))
+    except BaseException:
+        await files.discard(content)
+        raise
+    return await files.add_file(tenant_id, upload.filename or "upload.jsonl", purpose, content)
 
 
 async def list_files(request: Request) -> Response:

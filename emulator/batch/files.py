@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 from collections.abc import AsyncIterator
+from typing import NamedTuple
 
 from emulator.clock import Clock
 from emulator.errors import FileNotFound, QuotaExceeded
@@ -42,6 +43,15 @@ class LineCounter:
         return self.count + self._open
 
 
+class Content(NamedTuple):
+    """A file's bytes in the store, before (or without) a file record."""
+
+    seq: int
+    size: int
+    lines: int
+    sha256: str
+
+
 class Files:
     def __init__(
         self,
@@ -73,10 +83,19 @@ class Files:
         max_bytes: int | None = None,
     ) -> FileRecord:
         """Stream `chunks` into a new file; past `max_bytes`: `QUOTA_EXCEEDED`, nothing stored."""
+        content = await self.store_content(chunks, max_bytes)
+        return await self.add_file(tenant_id, filename, purpose, content)
+
+    async def store_content(
+        self, chunks: AsyncIterator[bytes], max_bytes: int | None = None
+    ) -> Content:
+        """Stream `chunks` into the store, hashed and line-counted on the way; the content
+        belongs to no file until `add_file` (a restart drops it, as `discard` does now)."""
         limit = self.max_input_bytes if max_bytes is None else max_bytes
         seq = next(self._seq)
         digest, lines, size = hashlib.sha256(), LineCounter(), 0
-        pending, batch, n = bytearray(), [], 0
+        pending: list[bytes] = []  # less than CHUNK_BYTES not yet stored, in order
+        held, batch, n = 0, [], 0
         try:
             async for chunk in chunks:
                 size += len(chunk)
@@ -84,30 +103,44 @@ class Files:
                     raise QuotaExceeded(f"Input file is over the {limit}-byte limit.")
                 digest.update(chunk)
                 lines.feed(chunk)
-                pending += chunk
-                while len(pending) >= CHUNK_BYTES:
-                    batch.append((n, bytes(pending[:CHUNK_BYTES])))
-                    del pending[:CHUNK_BYTES]
-                    n += 1
+                pending.append(chunk)
+                held += len(chunk)
+                if held >= CHUNK_BYTES:  # cut whole chunks: one join, one slice each
+                    joined = b"".join(pending)
+                    whole = len(joined) - len(joined) % CHUNK_BYTES
+                    for at in range(0, whole, CHUNK_BYTES):
+                        batch.append((n, joined[at : at + CHUNK_BYTES]))
+                        n += 1
+                    pending = [joined[whole:]] if whole < len(joined) else []
+                    held = len(joined) - whole
                 if len(batch) >= CHUNKS_PER_WRITE:
                     await self.store.insert_file_chunks(seq, batch)
                     batch = []
             if pending:
-                batch.append((n, bytes(pending)))
+                batch.append((n, b"".join(pending)))
             if batch:
                 await self.store.insert_file_chunks(seq, batch)
         except BaseException:
             await self.store.delete_file_chunks(seq)
             raise
+        return Content(seq, size, lines.total(), digest.hexdigest())
+
+    async def discard(self, content: Content) -> None:
+        """Content stored for a file that will not be made."""
+        await self.store.delete_file_chunks(content.seq)
+
+    async def add_file(
+        self, tenant_id: str, filename: str, purpose: str, content: Content
+    ) -> FileRecord:
         record = FileRecord(
-            seq=seq,
-            id=self.ids.make("file-", "file", seq),
+            seq=content.seq,
+            id=self.ids.make("file-", "file", content.seq),
             tenant_id=tenant_id,
             filename=filename,
             purpose=purpose,
-            bytes=size,
-            line_count=lines.total(),
-            sha256=digest.hexdigest(),
+            bytes=content.size,
+            line_count=content.lines,
+            sha256=content.sha256,
             created_at=self.clock.now(),
         )
         await self.store.insert_file(record)
