@@ -14,9 +14,10 @@ request id). Each body is kept up to `BODY_CAP` bytes; the rest is counted, not 
 from __future__ import annotations
 
 import fnmatch
+import itertools
 import re
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
@@ -61,9 +62,13 @@ def redact_authorization(value: bytes) -> str:
     return (scheme + b" " + shown if credential else shown).decode("utf-8", "replace")
 
 
-def _headers(raw: tuple[tuple[bytes, bytes], ...]) -> dict[str, str]:
+def _pairs(flat: tuple[bytes, ...]) -> Iterator[tuple[bytes, bytes]]:
+    return zip(flat[::2], flat[1::2], strict=True)
+
+
+def _headers(flat: tuple[bytes, ...]) -> dict[str, str]:
     out: dict[str, str] = {}
-    for name, value in raw:
+    for name, value in _pairs(flat):
         key = name.decode("latin-1").lower()
         if key == "authorization":
             text = redact_authorization(value)
@@ -79,13 +84,13 @@ def _joined(chunks: tuple[bytes, ...]) -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-#: an exchange as the journal holds it: (request headers, request body chunks, request size,
-#: response headers, response body chunks, response size). Only tuples, bytes and ints, so the
-#: garbage collector untracks it: thousands held cost its passes nothing.
-Held = tuple[
-    tuple[tuple[bytes, bytes], ...], tuple[bytes, ...], int,
-    tuple[tuple[bytes, bytes], ...], tuple[bytes, ...], int,
-]  # fmt: skip
+#: an exchange as the journal holds it, in one flat tuple: the number of request header pairs,
+#: of request body chunks and of response header pairs, the two body sizes, then the request
+#: headers (name, value, name, value, ...), the request chunks, the response headers and the
+#: response chunks. One tuple of bytes and ints per request: the garbage collector untracks it,
+#: and the fewer objects a request leaves behind, the rarer the collector's passes.
+Held = tuple[Any, ...]
+_flat = itertools.chain.from_iterable
 
 
 class Exchange:
@@ -122,15 +127,11 @@ class Exchange:
             )
 
     def freeze(self) -> Held:
-        """The capture as the journal holds it (tuples of the same references)."""
-        return (
-            tuple(self.request_headers),
-            tuple(self.request_chunks),
-            self.request_size,
-            tuple(self.response_headers),
-            tuple(self.response_chunks),
-            self.response_size,
-        )
+        """The capture as the journal holds it (the same references, in one flat tuple)."""
+        sent, answered = self.request_headers, self.response_headers
+        return (len(sent), len(self.request_chunks), len(answered), self.request_size,
+                self.response_size, *_flat(sent), *self.request_chunks, *_flat(answered),
+                *self.response_chunks)  # fmt: skip
 
 
 class Kept:
@@ -139,7 +140,12 @@ class Kept:
     __slots__ = ("_held",)
 
     def __init__(self, held: Held) -> None:
-        self._held = held
+        sent, chunks, answered, sent_size, answered_size = held[:5]
+        at = 5 + 2 * sent
+        request = held[5:at], held[at : at + chunks], sent_size
+        at += chunks
+        response = held[at : at + 2 * answered], held[at + 2 * answered :], answered_size
+        self._held: tuple[Any, ...] = (*request, *response)
 
     def request_raw(self) -> bytes:
         """The request body as captured (up to the cap), unredacted: for the verdict's
@@ -173,16 +179,14 @@ class Kept:
 _NOT_HELD: dict[str, Any] = {"request": None, "response": None}
 
 
-def _find(headers: tuple[tuple[bytes, bytes], ...], name: bytes) -> bytes | None:
-    for key, value in headers:
+def _find(headers: tuple[bytes, ...], name: bytes) -> bytes | None:
+    for key, value in _pairs(headers):
         if key.lower() == name:
             return value
     return None
 
 
-def _side(
-    headers: tuple[tuple[bytes, bytes], ...], chunks: tuple[bytes, ...], size: int
-) -> dict[str, Any]:
+def _side(headers: tuple[bytes, ...], chunks: tuple[bytes, ...], size: int) -> dict[str, Any]:
     kept = _joined(chunks) if chunks else b""
     return {
         "headers": _headers(headers),
@@ -230,7 +234,8 @@ class Journal:
         # the exchanges held, by seq; the order they go in when the budget is spent, with what
         # each weighs; and the total
         self._held: dict[int, Held] = {}
-        self._order: deque[tuple[int, int]] = deque()
+        self._order: deque[int] = deque()  # seqs, oldest first
+        self._weights: deque[int] = deque()  # what each weighs (ints: nothing for the collector)
         self._held_bytes = 0
         self._seq = 0
 
@@ -256,14 +261,14 @@ class Journal:
         sent = sent if sent < BODY_CAP else BODY_CAP
         answered = answered if answered < BODY_CAP else BODY_CAP
         weight = sent + answered + EXCHANGE_OVERHEAD
-        held, order = self._held, self._order
+        held, order, weights = self._held, self._order, self._weights
         held[seq] = exchange.freeze()
-        order.append((seq, weight))
+        order.append(seq)
+        weights.append(weight)
         total = self._held_bytes + weight
         while total > self.budget or len(order) > self.capacity:
-            oldest, lighter = order.popleft()
-            total -= lighter
-            del held[oldest]
+            del held[order.popleft()]
+            total -= weights.popleft()
         self._held_bytes = total
 
     def take_unsaved(self) -> list[tuple[Any, ...]]:
@@ -352,6 +357,8 @@ class Journal:
             entries.clear()
             entries.extend(kept)
         alive = {e[7] for e in self._entries}
-        self._held = {seq: h for seq, h in self._held.items() if seq in alive}
-        self._order = deque((seq, w) for seq, w in self._order if seq in self._held)
-        self._held_bytes = sum(w for _, w in self._order)
+        kept = [(seq, w) for seq, w in zip(self._order, self._weights, strict=True) if seq in alive]
+        self._held = {seq: self._held[seq] for seq, _ in kept}
+        self._order = deque(seq for seq, _ in kept)
+        self._weights = deque(w for _, w in kept)
+        self._held_bytes = sum(self._weights)

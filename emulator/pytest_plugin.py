@@ -347,7 +347,8 @@ class Scaigrid:
     ) -> list[dict[str, Any]]:
         """This test's requests, oldest first, in the style of respx's `calls`: each a journal
         entry whose `request` and `response` also have `json` (the body parsed, or None when it
-        is not JSON or was truncated). `path` is an fnmatch glob (`/v1/inference/batch/*`)."""
+        is not JSON or was truncated; `request` and `response` are None once the journal no
+        longer holds them). `path` is an fnmatch glob (`/v1/inference/batch/*`)."""
         filters = {k: v for k, v in (("method", method), ("status", status)) if v is not None}
         items = self.journal(**filters)
         if path is not None:
@@ -355,6 +356,8 @@ class Scaigrid:
         for entry in items:
             for side in ("request", "response"):
                 part = entry[side]
+                if part is None:
+                    continue
                 part["json"] = None
                 if part["body"] and not part["truncated"]:
                     with contextlib.suppress(ValueError):

@@ -239,6 +239,7 @@ def submit(scaigrid):
 
 def test_findings_are_reported(scaigrid):
     batch_id = submit(scaigrid)
+    scaigrid.advance(0)  # the batch is processed
     for _ in range(3):
         scaigrid.client.get(f"/v1/inference/batch/{batch_id}")
     found = scaigrid.verdict()
@@ -251,6 +252,7 @@ def test_findings_are_reported(scaigrid):
 @pytest.mark.scaigrid(verdict="strict")
 def test_strict_fails_a_bad_client(scaigrid):
     batch_id = submit(scaigrid)
+    scaigrid.advance(0)
     for _ in range(3):
         scaigrid.client.get(f"/v1/inference/batch/{batch_id}")
 
