@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from emulator import wire
+from emulator import verdict, wire
 from emulator.clock import parse_instant
 from emulator.core import GLOBAL_SCENARIO, Emulator
 from emulator.errors import ValidationError
@@ -184,7 +184,7 @@ async def state(core: Emulator, tenant_id: str | None, base_url: str) -> dict[st
             for w in await core.store.all_webhooks(tenant_id)
         ],
         "sinks": core.sinks.summary(),
-        "journal_size": len(core.journal.raw()),
+        "journal_size": len(core.journal),
     }
 
 
@@ -194,3 +194,37 @@ def _current_settings(core: Emulator) -> dict[str, Any]:
         name: (None if value is None else "***" if name in hidden else str(value))
         for name, value in vars(core.settings).items()
     }
+
+
+async def judge(
+    core: Emulator, tenant_id: str | None, thresholds: verdict.Thresholds
+) -> dict[str, Any]:
+    """The verdict on the clients of one tenant (or of all): the journal's entries, judged with
+    what the store knows of the tenant's batches (their status and what their input was)."""
+    entries = core.journal.select(tenant_id=tenant_id)
+    digests = {f.id: f.sha256 for f in await core.store.all_files(tenant_id)}
+    facts = [
+        verdict.BatchFacts(
+            b.id,
+            b.tenant_id,
+            b.status,
+            b.created_at,
+            b.completed_at,
+            digests.get(b.input_file_id) or b.input_file_url,
+        )  # fmt: skip
+        for b in await core.store.all_batches(tenant_id)
+    ]
+    findings = verdict.judge(entries, facts, thresholds, core.journal.oldest())
+    return {
+        "findings": findings,
+        "thresholds": {
+            "min_poll_interval": thresholds.min_poll_interval,
+            "rate_limit": thresholds.rate_limit,
+        },  # fmt: skip
+        "requests_judged": len(entries),
+    }
+
+
+def default_thresholds(core: Emulator) -> verdict.Thresholds:
+    settings = core.settings
+    return verdict.Thresholds(settings.verdict_min_poll_interval, settings.verdict_rate_limit)

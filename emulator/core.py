@@ -59,7 +59,7 @@ class Emulator:
         self.tenancy = load_tenancy(settings.tenants)
         self.ids = Ids(settings.seed)
         self.signer = Signer(settings.seed)
-        self.journal = Journal(self.clock.now)
+        self.journal = Journal(self.clock.now, budget=settings.journal_bytes)
         self.store = Store(settings.db)
         self.durable = Durable(self.store, self.clock, self.journal)
         self.scenarios = Scenarios(settings.scenario, settings.seed)

@@ -15,6 +15,8 @@ batches or files, and a scenario set with `use_scenario` applies to that test's 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fnmatch
 import hashlib
 import hmac
 import json
@@ -318,7 +320,8 @@ class Scaigrid:
         """The batch once it has `status`. Processes what is due now; it never waits on time:
         if the batch needs later instants to get there, advance the clock first."""
         self.advance(0)
-        resp = self.client.get(f"/v1/inference/batch/{batch_id}")
+        # the test's own look, not the client's: the verdict does not judge it
+        resp = self.client.get(f"/v1/inference/batch/{batch_id}", headers=PROBE)
         resp.raise_for_status()
         batch: dict[str, Any] = resp.json()["data"]
         if batch["status"] != status:
@@ -333,10 +336,65 @@ class Scaigrid:
         return now
 
     def journal(self, **filters: Any) -> list[dict[str, Any]]:
-        """This test's requests, oldest first (filters: method, path, status, since, limit)."""
+        """This test's requests, oldest first, as the server's journal has them (filters: method,
+        path (a glob, or a prefix), status (404 or 4xx), since, until, limit)."""
         params = {"tenant_id": self.tenant_id, **filters}
         items: list[dict[str, Any]] = self._call("GET", "/journal", params=params)["items"]
         return items
+
+    def requests(
+        self, method: str | None = None, path: str | None = None, status: int | str | None = None
+    ) -> list[dict[str, Any]]:
+        """This test's requests, oldest first, in the style of respx's `calls`: each a journal
+        entry whose `request` and `response` also have `json` (the body parsed, or None when it
+        is not JSON or was truncated; `request` and `response` are None once the journal no
+        longer holds them). `path` is an fnmatch glob (`/v1/inference/batch/*`)."""
+        filters = {k: v for k, v in (("method", method), ("status", status)) if v is not None}
+        items = self.journal(**filters)
+        if path is not None:
+            items = [e for e in items if fnmatch.fnmatchcase(e["path"], path)]
+        for entry in items:
+            for side in ("request", "response"):
+                part = entry[side]
+                if part is None:
+                    continue
+                part["json"] = None
+                if part["body"] and not part["truncated"]:
+                    with contextlib.suppress(ValueError):
+                        part["json"] = json.loads(part["body"])
+        return items
+
+    def assert_called(self, method: str, path_glob: str, times: int | None = None) -> None:
+        """This test called `method` on a path matching `path_glob` (`times` times exactly, or
+        at least once); else an AssertionError listing what it called instead."""
+        calls = self.requests()
+        matched = [
+            e
+            for e in calls
+            if e["method"] == method.upper() and fnmatch.fnmatchcase(e["path"], path_glob)
+        ]
+        if (len(matched) == times) if times is not None else matched:
+            return
+        wanted = (
+            f"{times} time{'s' if times != 1 else ''}" if times is not None else "at least once"
+        )
+        listed = "\n".join(
+            f"  {e['method']} {e['path']}{'?' + e['query'] if e['query'] else ''} -> {e['status']}"
+            for e in calls
+        )
+        raise AssertionError(
+            f"expected {method.upper()} {path_glob} {wanted}, called {len(matched)} "
+            f"time{'s' if len(matched) != 1 else ''}; this test's requests:\n"
+            + (listed or "  (none)")
+        )
+
+    def verdict(self, **thresholds: float) -> list[dict[str, Any]]:
+        """Findings on how this test's client used the service (`GET /_emulator/verdict` for
+        this tenant): each has `check`, `subject`, `message` and `evidence` (request ids and
+        times). `thresholds` (`min_poll_interval`, `rate_limit`) override the server's."""
+        params = {"tenant_id": self.tenant_id, **thresholds}
+        findings: list[dict[str, Any]] = self._call("GET", "/verdict", params=params)["findings"]
+        return findings
 
     def sink(
         self,
@@ -356,12 +414,17 @@ class Scaigrid:
         self._control.close()
 
 
-MARKER_KEYS = ("seed", "scenario", "tenants", "clock_start")
+MARKER_KEYS = ("seed", "scenario", "tenants", "clock_start", "verdict")
+#: the verdict's modes: `strict` fails a test at teardown on any finding of its tenants
+VERDICT_MODES = ("off", "strict")
+#: sent by the fixture's own looks at the state (`wait_for`): the verdict does not judge them
+PROBE = {"X-Emulator-Probe": "scaigrid-fixture"}
 INI_OPTIONS = {
     "scaigrid_seed": "seed of the session's emulator (ids, fake inference, every random draw)",
     "scaigrid_scenario": "global scenario of the session's emulator: a bundled name or a file",
     "scaigrid_tenants": "how many tenants each test gets (default 1; `scaigrid.tenants`)",
     "scaigrid_clock_start": "ISO-8601 instant the session's frozen clock starts at",
+    "scaigrid_verdict": "off (default) or strict: fail a test at teardown on verdict findings",
 }
 
 
@@ -373,9 +436,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "scaigrid(seed=None, scenario=None, tenants=None): this test's emulator seed (for the "
-        "test's duration), its tenants' scenario and how many tenants it gets; clock_start is "
-        "refused per test (one clock per session: use the scaigrid_clock_start ini option)",
+        "scaigrid(seed=None, scenario=None, tenants=None, verdict=None): this test's emulator "
+        "seed (for the test's duration), its tenants' scenario, how many tenants it gets, and "
+        "verdict='strict' to fail it on verdict findings; clock_start is refused per test (one "
+        "clock per session: use the scaigrid_clock_start ini option)",
     )
 
 
@@ -460,12 +524,40 @@ def _handle(
         if scenario is not None:
             for tenant in handle.tenants:
                 tenant.use_scenario(scenario)
+        mode = _verdict_mode(request, options)
         yield handle
+        _judge(handle, mode)
     finally:
         if previous_seed is not None:
             handle._call("PUT", "/seed", json={"seed": previous_seed})
         for tenant in handle.tenants:
             tenant.close()
+
+
+def _verdict_mode(request: pytest.FixtureRequest, options: dict[str, Any]) -> str:
+    where = "@pytest.mark.scaigrid(verdict=...)" if "verdict" in options else "scaigrid_verdict"
+    mode = options.get("verdict") or _ini(request.config, "scaigrid_verdict") or "off"
+    if mode not in VERDICT_MODES:
+        raise pytest.UsageError(f"{where}: {mode!r} is not one of {', '.join(VERDICT_MODES)}")
+    return str(mode)
+
+
+def _judge(handle: Scaigrid, mode: str) -> None:
+    """In strict mode, fail the test (at teardown) on any finding of its tenants, listed."""
+    if mode != "strict":
+        return
+    findings = [f for tenant in handle.tenants for f in tenant.verdict()]
+    if not findings:
+        return
+    lines = [f"scaigrid verdict (strict): {len(findings)} finding(s) on this test's client"]
+    for f in findings:
+        lines.append(f"- {f['check']}: {f['message']}")
+        for e in f["evidence"][:5]:
+            lines.append(f"    {e['time']} {e.get('method', '')} {e.get('path', '')} "
+                         f"{e.get('status', '')} {e['request_id'] or ''}".rstrip())  # fmt: skip
+        if f["evidence_count"] > 5:
+            lines.append(f"    ... {f['evidence_count'] - 5} more")
+    pytest.fail("\n".join(lines), pytrace=False)
 
 
 @pytest.fixture(scope="session")

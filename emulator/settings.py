@@ -116,6 +116,15 @@ class Settings:
     max_active_batches: int = _setting(
         10, _positive_int, "pending/processing batches allowed a tenant"
     )
+    journal_bytes: int = _setting(
+        32 * 1024 * 1024, _positive_int, "bytes of request/response bodies the journal holds", "N"
+    )
+    verdict_min_poll_interval: float = _setting(
+        10.0, _positive_float, "verdict: seconds a client should wait between polls of a batch", "S"
+    )
+    verdict_rate_limit: int = _setting(
+        60, _positive_int, "verdict: requests a minute per key that production allows", "N"
+    )
     log_level: str = _setting("info", _log_level, "log level: debug, info, warning, error", "LEVEL")
 
     def replace(self, **changes: Any) -> Settings:

@@ -328,7 +328,8 @@ CONTROL_BODIES: dict[str, Body] = {
 
 #: the query parameters of the control routes that read with filters
 CONTROL_QUERIES: dict[str, frozenset[str]] = {
-    "journal": frozenset({"method", "path", "status", "tenant_id", "since", "limit"}),
+    "journal": frozenset({"method", "path", "status", "tenant_id", "since", "until", "limit"}),
+    "verdict": frozenset({"tenant_id", "min_poll_interval", "rate_limit"}),
     "state": frozenset({"tenant_id"}),
 }
 

@@ -7,6 +7,7 @@ an assumption is corrected by editing this module alone. Timestamps are integer 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,22 @@ BATCHES_LIMIT = (20, 100)  # default, maximum
 FILES_LIMIT = (10_000, 10_000)
 #: the `created` OpenAI's model objects carry; the catalogue has no dates (2024-01-01T00:00:00Z)
 MODEL_CREATED = 1_704_067_200
+
+
+# --- result files --------------------------------------------------------------------------------
+
+#: an output or error file's id names its batch: `file-<batch id without batch_>-<kind>`
+RESULT_FILE = re.compile(r"file-([0-9a-f]+)-(output|errors)")
+
+
+def result_file_id(batch_id: str, kind: str) -> str:
+    return f"file-{batch_id.removeprefix('batch_')}-{kind}"
+
+
+def batch_of_result_file(file_id: str) -> str | None:
+    """The batch an output or error file id names, or None for any other id."""
+    match = RESULT_FILE.fullmatch(file_id)
+    return f"batch_{match.group(1)}" if match else None
 
 
 # --- errors --------------------------------------------------------------------------------------
@@ -49,6 +66,14 @@ def error_object(
         code.lower(),
     )
     return {"message": message, "type": kind, "param": param, "code": name}
+
+
+def native_code(oai_code: str) -> str:
+    """The ScaiGrid code an OpenAI error `code` stands for (the inverse of `error_object`)."""
+    return _NATIVE_CODES.get(oai_code, oai_code.upper())
+
+
+_NATIVE_CODES = {name: code for code, (_, name) in _ERROR_NAMES.items()}
 
 
 def error(err: EmulatorError) -> dict[str, Any]:

@@ -425,7 +425,10 @@ async def test_journal_with_filters(emu: Harness) -> None:
     assert await items(since="2026-01-01T01:00:00Z", path="/v1") == v1[3:]
     assert await items(path="/v1", limit=2) == v1[3:]
     entry = ok(await emu.client.get("/_emulator/journal", params={"status": 404}))["items"][0]
-    assert set(entry) == {"time", "method", "path", "query", "status", "tenant_id", "request_id"}
+    assert set(entry) == {
+        "time", "method", "path", "query", "status", "tenant_id", "request_id", "request",
+        "response",
+    }  # fmt: skip
     assert entry["time"] == "2026-01-01T00:00:00.000Z"
     assert entry["request_id"].startswith("req_")
 

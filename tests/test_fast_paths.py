@@ -645,7 +645,7 @@ async def test_the_inference_fast_path_answers_byte_for_byte_as_the_general_path
         assert a == b, exchange
     assert {status for status, _, _ in got} >= {200, 401, 403, 404, 405, 422}
     assert taken.count(True) > 150  # the fast path answered the fast-path routes' posts
-    assert fast.core.journal.raw() == general.core.journal.raw()
+    assert fast.core.journal.entries() == general.core.journal.entries()
 
 
 async def test_a_gated_scenario_sends_inference_the_general_way(emu: Harness) -> None:

@@ -22,7 +22,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "emulator.windows", "emulator.endpoints", "emulator.seeded", "emulator.settings",
             "emulator.clock", "emulator.ids", "emulator.signing", "emulator.store",
             "emulator.wire", "emulator.wire_oai", "emulator.journal", "emulator.tenancy",
-            "emulator.durable",
+            "emulator.durable", "emulator.verdict",
             "emulator.yamlfile",
         ),
     ),

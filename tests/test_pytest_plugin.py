@@ -183,3 +183,128 @@ def test_the_readme_polling_loop_recipe_runs(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_polling=_readme_example("polling"))
     result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
+
+
+HELPERS = """
+import pytest
+
+
+def test_requests_and_assert_called(scaigrid):
+    scaigrid.client.get("/v1/models")
+    scaigrid.client.get("/v1/inference/batch/batch_nope")
+    scaigrid.client.post("/v1/webhooks", json={"url": "http://x.test/h", "secret": "whsec_zz"})
+    [missing] = scaigrid.requests(path="/v1/inference/batch/*")
+    assert missing["response"]["json"]["error"]["code"] == "BATCH_NOT_FOUND"
+    [hook] = scaigrid.requests(method="POST", status="2xx")
+    assert hook["request"]["json"]["secret"] == "[redacted]"
+    assert hook["request"]["headers"]["authorization"].startswith("Bearer sgk_\\u2026")
+    assert [e["path"] for e in scaigrid.requests(status=404)] == [missing["path"]]
+    scaigrid.assert_called("GET", "/v1/models", times=1)
+    scaigrid.assert_called("get", "/v1/inference/*")
+    with pytest.raises(AssertionError) as info:
+        scaigrid.assert_called("GET", "/v1/models", times=2)
+    text = str(info.value)
+    assert "expected GET /v1/models 2 times, called 1 time" in text
+    assert "GET /v1/inference/batch/batch_nope -> 404" in text
+    with pytest.raises(AssertionError, match="called 0 times"):
+        scaigrid.assert_called("DELETE", "/v1/*")
+
+
+def test_only_this_tests_requests(scaigrid):
+    assert scaigrid.requests() == []
+"""
+
+
+@pytest.mark.slow
+def test_requests_and_assert_called(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(HELPERS)
+    pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider").assert_outcomes(passed=2)
+
+
+VERDICT = """
+import base64
+import json
+
+import pytest
+
+BODY = {"model": "openai/gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
+LINE = {"custom_id": "r1", "method": "POST", "url": "/v1/inference/chat", "body": BODY}
+INPUT = base64.b64encode(json.dumps(LINE).encode()).decode()
+
+
+def submit(scaigrid):
+    resp = scaigrid.client.post("/v1/inference/batch", json={"input_file_base64": INPUT})
+    return resp.json()["data"]["id"]
+
+
+def test_findings_are_reported(scaigrid):
+    batch_id = submit(scaigrid)
+    scaigrid.advance(0)  # the batch is processed
+    for _ in range(3):
+        scaigrid.client.get(f"/v1/inference/batch/{batch_id}")
+    found = scaigrid.verdict()
+    assert [f["check"] for f in found] == ["poll_rate", "results_never_downloaded"]
+    assert [f["check"] for f in scaigrid.verdict(min_poll_interval=0)] == [
+        "results_never_downloaded"
+    ]
+
+
+@pytest.mark.scaigrid(verdict="strict")
+def test_strict_fails_a_bad_client(scaigrid):
+    batch_id = submit(scaigrid)
+    scaigrid.advance(0)
+    for _ in range(3):
+        scaigrid.client.get(f"/v1/inference/batch/{batch_id}")
+
+
+@pytest.mark.scaigrid(verdict="strict", tenants=2)
+def test_strict_passes_a_good_client(scaigrid):
+    batch = scaigrid.wait_for(submit(scaigrid), "completed")  # the fixture's look: not judged
+    assert scaigrid.client.get(batch["results_url"]).status_code == 200
+
+
+@pytest.mark.scaigrid(verdict="loud")
+def test_an_unknown_mode(scaigrid):
+    pass
+"""
+
+
+@pytest.mark.slow
+def test_the_verdict_from_the_fixture(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_verdict=VERDICT)
+    result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=3, errors=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_strict_fails_a_bad_client*",
+            "*scaigrid verdict (strict): 2 finding(s) on this test's client",
+            "*- poll_rate: polled batch_* 3 times; 2 of them came less than 10 s after*",
+            "*    20??-??-??T*Z GET /v1/inference/batch/batch_* 200 req_*",
+            "*- results_never_downloaded: batch_* completed at *",
+        ]
+    )
+    result.stdout.fnmatch_lines(["*verdict=...): 'loud' is not one of off, strict*"])
+
+
+@pytest.mark.slow
+def test_the_verdict_ini_option(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".ini", pytest="[pytest]\nscaigrid_verdict = strict\n")
+    pytester.makepyfile(
+        test_ini="""
+def test_a_client_that_repeats_a_404(scaigrid):
+    for _ in range(2):
+        scaigrid.client.delete("/v1/files/file-nope")
+"""
+    )
+    result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*- retried_permanent_error: sent DELETE /v1/files/file-nope*"])
+
+
+@pytest.mark.slow
+def test_the_readme_journal_and_verdict_examples_run(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_journal=_readme_example("journal"), test_verdict=_readme_example("verdict")
+    )
+    result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=3)

@@ -1,4 +1,5 @@
-"""The control plane under `/_emulator/`: health, reset, seed, clock, scenarios, journal, state.
+"""The control plane under `/_emulator/`: health, reset, seed, clock, scenarios, journal, verdict,
+state.
 
 With `--admin-token`, every control route but health needs `X-Emulator-Admin-Token: TOKEN` (or
 `Authorization: Bearer TOKEN`).
@@ -7,6 +8,8 @@ With `--admin-token`, every control route but health needs `X-Emulator-Admin-Tok
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -16,6 +19,8 @@ from emulator.api.http import JSON, core_of, json_body
 from emulator.api.openapi import openapi_document
 from emulator.clock import parse_instant
 from emulator.errors import AdminTokenRequired, ValidationError
+from emulator.journal import status_filter
+from emulator.verdict import Thresholds
 
 
 def admin(request: Request) -> None:
@@ -117,28 +122,100 @@ async def get_tenant(request: Request) -> Response:
     return JSON(wire.ok(control.tenant_info(core_of(request), request.path_params["tenant"])))
 
 
+class _Query:
+    """A control route's query parameters, each parsed on demand; every bad one is collected so
+    that the 422 names them all at once."""
+
+    def __init__(self, request: Request, route: str) -> None:
+        self.params = request.query_params
+        wire.control_query(route, list(self.params.keys()))
+        self.problems: list[dict[str, Any]] = []
+
+    def get(self, name: str, parse: Callable[[str], Any], expected: str) -> Any:
+        if name not in self.params:
+            return None
+        try:
+            return parse(self.params[name])
+        except ValueError:
+            got = self.params[name]
+            self.problems.append({"field": name, "message": f"must be {expected}, got {got!r}"})
+            return None
+
+    def check(self, what: str) -> None:
+        if self.problems:
+            listed = "; ".join(f"'{p['field']}' {p['message']}" for p in self.problems)
+            raise ValidationError(f"Invalid {what}: {listed}.", details=self.problems)
+
+
+def _at_least(low: float, kind: Callable[[str], float]) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        value = kind(text)
+        if not value >= low:  # also refuses nan
+            raise ValueError(text)
+        return value
+
+    return parse
+
+
+def _instant(text: str) -> float:
+    return parse_instant(text).timestamp()
+
+
+def _method(text: str) -> str:
+    if not text.isalpha():
+        raise ValueError(text)
+    return text
+
+
+def _path(text: str) -> str:
+    if not text.startswith(("/", "*")):
+        raise ValueError(text)
+    return text
+
+
+def _status(text: str) -> str:
+    status_filter(text)  # raises on anything but a code (404) or a class (4xx)
+    return text
+
+
+def _tenant_id(text: str) -> str:
+    if not text:
+        raise ValueError(text)
+    return text
+
+
 async def journal(request: Request) -> Response:
     admin(request)
-    q = request.query_params
-    wire.control_query("journal", list(q.keys()))
-    try:
-        status = int(q["status"]) if "status" in q else None
-        since = parse_instant(q["since"]).timestamp() if "since" in q else None
-        limit = int(q["limit"]) if "limit" in q else None
-        if limit is not None and limit < 1:
-            raise ValueError("limit must be positive")
-    except ValueError:
-        raise ValidationError(
-            "Invalid journal filter.",
-            details=[
-                {"message": "status and limit (>= 1) are integers, since an ISO-8601 instant"}
-            ],
-        ) from None
+    q = _Query(request, "journal")
+    status = q.get("status", _status, "a status code (404) or a class (4xx)")
+    since = q.get("since", _instant, "an ISO-8601 instant")
+    until = q.get("until", _instant, "an ISO-8601 instant")
+    limit = q.get("limit", _at_least(1, int), "an integer >= 1")
+    method = q.get("method", _method, "an HTTP method (GET, POST, ...)")
+    path = q.get("path", _path, "a path or a glob starting with / (/v1/inference/batch/*)")
+    tenant_id = q.get("tenant_id", _tenant_id, "a tenant id")
+    q.check("journal filter")
     entries = core_of(request).journal.entries(
-        method=q.get("method"), path=q.get("path"), status=status,
-        tenant_id=q.get("tenant_id"), since=since, limit=limit,
+        method=method, path=path, status=status, tenant_id=tenant_id,
+        since=since, until=until, limit=limit,
     )  # fmt: skip
     return JSON(wire.ok({"items": entries}))
+
+
+async def verdict(request: Request) -> Response:
+    admin(request)
+    core = core_of(request)
+    q = _Query(request, "verdict")
+    defaults = control.default_thresholds(core)
+    interval = q.get("min_poll_interval", _at_least(0, float), "a number of seconds >= 0")
+    limit = q.get("rate_limit", _at_least(1, int), "an integer >= 1")
+    tenant_id = q.get("tenant_id", _tenant_id, "a tenant id")
+    q.check("verdict query")
+    thresholds = Thresholds(
+        defaults.min_poll_interval if interval is None else interval,
+        defaults.rate_limit if limit is None else limit,
+    )
+    return JSON(wire.ok(await control.judge(core, tenant_id, thresholds)))
 
 
 async def state(request: Request) -> Response:

@@ -23,6 +23,7 @@ from emulator.api.http import authorization, parse_object, receive_body, render_
 from emulator.api.inference import PERMISSION
 from emulator.endpoints import ENDPOINTS
 from emulator.errors import EmulatorError, InternalError
+from emulator.journal import Exchange
 
 if TYPE_CHECKING:
     from emulator.core import Emulator
@@ -57,11 +58,14 @@ class FastInference:
         request_id = core.ids.request_id()
         tenant_id = None
         status = 500
+        # what the journal keeps, captured as the request context does (references, no copies)
+        exchange = Exchange(scope["headers"])
         try:
             principal = core.tenancy.authenticate(authorization(scope))
             tenant_id = principal.tenant_id
             principal.require(PERMISSION)
             raw = await receive_body(receive)
+            exchange.request_body(raw)
             body = parse_object(raw)
             if body.get("stream") is True:  # SSE: the general path's streaming response
                 status = 0  # the general path journals it
@@ -69,29 +73,25 @@ class FastInference:
                 return
             content = orjson.dumps(wire.ok(core.live.infer(route, body, tenant_id, None, raw)))
             status = 200
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 200,
-                    "headers": [
-                        (b"content-length", str(len(content)).encode()),
-                        (b"content-type", _JSON_TYPE),
-                        (b"x-request-id", request_id.encode()),
-                    ],
-                }
-            )
+            exchange.response_headers = headers = [
+                (b"content-length", str(len(content)).encode()),
+                (b"content-type", _JSON_TYPE),
+                (b"x-request-id", request_id.encode()),
+            ]
+            exchange.response_body(content)
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
             await send({"type": "http.response.body", "body": content})
         except EmulatorError as err:
             status = err.status
-            await _render(err, scope, receive, send, request_id)
+            await _render(err, scope, receive, send, request_id, exchange)
         except Exception as exc:  # the general path's last line of defence, the same way
             log.exception("unhandled error on %s %s", scope["method"], route)
             status = 500
             internal = InternalError(f"Internal error ({type(exc).__name__}).")
-            await _render(internal, scope, receive, send, request_id)
+            await _render(internal, scope, receive, send, request_id, exchange)
         finally:
             if status:
-                core.journal.record(scope, status, tenant_id, request_id)
+                core.journal.record(scope, status, tenant_id, request_id, exchange)
 
     async def _general(
         self, scope: Scope, receive: Receive, send: Send, request_id: str, raw: bytes
@@ -112,9 +112,16 @@ class FastInference:
 
 
 async def _render(
-    err: EmulatorError, scope: Scope, receive: Receive, send: Send, request_id: str
+    err: EmulatorError,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    request_id: str,
+    exchange: Exchange,
 ) -> None:
     """The one renderer's response, with `X-Request-ID` last as the request context adds it."""
     response = render_error(err, request_id, scope["path"])
     response.raw_headers.append((b"x-request-id", request_id.encode()))
+    exchange.response_headers = response.raw_headers
+    exchange.response_body(bytes(response.body))
     await response(scope, receive, send)

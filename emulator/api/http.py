@@ -23,6 +23,7 @@ from emulator.errors import (
     RouteNotFound,
     ValidationError,
 )
+from emulator.journal import Exchange
 from emulator.tenancy import Principal
 
 if TYPE_CHECKING:
@@ -203,17 +204,30 @@ class RequestContext:
         header = (b"x-request-id", request_id.encode())
         status = 500
         started = False
+        # the journal keeps references to what passes by (no copies): see emulator.journal
+        exchange = Exchange(scope["headers"])
+
+        async def receive_tapped() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                exchange.request_body(message.get("body", b""))
+            return message
 
         async def send_with_id(message: Message) -> None:
             nonlocal status, started
-            if message["type"] == "http.response.start":
+            if message["type"] == "http.response.body":
+                exchange.response_body(message.get("body", b""))
+            elif message["type"] == "http.response.start":
                 started = True
                 status = message["status"]
-                message["headers"] = [*message.get("headers", ()), header]
+                message["headers"] = exchange.response_headers = [
+                    *message.get("headers", ()),
+                    header,
+                ]
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive_tapped, send_with_id)
         except Exception as exc:  # the last line of defence: never a bare 500 with a trace
             log.exception("unhandled error on %s %s", scope["method"], scope["path"])
             if started:
@@ -222,6 +236,6 @@ class RequestContext:
             response = render_error(
                 InternalError(f"Internal error ({type(exc).__name__})."), request_id, scope["path"]
             )
-            await response(scope, receive, send_with_id)
+            await response(scope, receive_tapped, send_with_id)
         finally:
-            core.journal.record(scope, status, state.get("tenant_id"), request_id)
+            core.journal.record(scope, status, state.get("tenant_id"), request_id, exchange)

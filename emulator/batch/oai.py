@@ -8,7 +8,6 @@ cancel left unrun) is kept in the finished batch's `extra`: a final batch never 
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,14 +19,21 @@ from emulator.ids import Ids
 from emulator.records import BatchRecord, FileRecord
 from emulator.status import BatchStatus, Phase, is_final, oai_status
 from emulator.windows import WINDOWS
-from emulator.wire_oai import ERRORS, OUTPUT, BatchFacts, result_line
+from emulator.wire_oai import (
+    ERRORS,
+    OUTPUT,
+    RESULT_FILE,
+    BatchFacts,
+    batch_of_result_file,
+    result_file_id,
+    result_line,
+)
 
 #: purposes an upload may name (OpenAI's upload enum); `batch_output` is the service's own
 UPLOAD_PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
 ORDERS = ("asc", "desc")
 #: a batch submitted natively may mix routes, so it has no one endpoint
 MIXED_ENDPOINT = "*"
-_RESULT_FILE = re.compile(r"file-([0-9a-f]+)-(output|errors)")
 #: the native code of a request a batch never ran -> what the summary counts it as
 _UNRUN = {"COMPLETION_WINDOW_EXPIRED": "expired", "BATCH_CANCELLED": "cancelled"}
 
@@ -146,7 +152,7 @@ class OaiView:
     # --- result files --------------------------------------------------------------------------
 
     def _file_id(self, b: BatchRecord, kind: str) -> str:
-        return f"file-{b.id.removeprefix('batch_')}-{kind}"
+        return result_file_id(b.id, kind)
 
     async def _summary(self, b: BatchRecord) -> dict[str, Any]:
         """{output: [lines, bytes], errors: [lines, bytes], expired: n, cancelled: n,
@@ -200,10 +206,10 @@ class OaiView:
 
     async def _result_file(self, tenant_id: str, file_id: str) -> tuple[BatchRecord, FileRecord]:
         """The batch and file record behind an output or error file id; 404 if there is none."""
-        match = _RESULT_FILE.fullmatch(file_id)
+        batch_id = batch_of_result_file(file_id)
         batch = None
-        if match is not None:
-            batch = await self.store.get_batch(tenant_id, f"batch_{match.group(1)}")
+        if batch_id is not None:
+            batch = await self.store.get_batch(tenant_id, batch_id)
         found = [f for f in await self._result_files(batch) if f.id == file_id] if batch else []
         if batch is None or not found:
             raise FileNotFound(f"No such File object: {file_id}")
@@ -212,14 +218,14 @@ class OaiView:
     # --- files ---------------------------------------------------------------------------------
 
     async def get_file(self, tenant_id: str, file_id: str) -> FileRecord:
-        if _RESULT_FILE.fullmatch(file_id):
+        if RESULT_FILE.fullmatch(file_id):
             return (await self._result_file(tenant_id, file_id))[1]
         return await self.files.get_file(tenant_id, file_id)
 
     async def content(
         self, tenant_id: str, file_id: str
     ) -> tuple[FileRecord, AsyncIterator[bytes]]:
-        if not _RESULT_FILE.fullmatch(file_id):
+        if not RESULT_FILE.fullmatch(file_id):
             f = await self.files.get_file(tenant_id, file_id)
             return f, self.files.content(f)
         batch, f = await self._result_file(tenant_id, file_id)
@@ -237,7 +243,7 @@ class OaiView:
             yield b"".join(chunk)
 
     async def delete_file(self, tenant_id: str, file_id: str) -> None:
-        if not _RESULT_FILE.fullmatch(file_id):
+        if not RESULT_FILE.fullmatch(file_id):
             await self.files.delete_file(tenant_id, file_id)
             return
         batch, _ = await self._result_file(tenant_id, file_id)

@@ -275,12 +275,22 @@ class Batches:
     def to_wire(self, batch: BatchRecord, base_url: str) -> dict[str, Any]:
         return wire.batch(batch, *self.results_link(batch, base_url))
 
-    async def open_results(
-        self, batch_id: str, path: str, expires: str | None, signature: str | None
+    async def results_batch(self, batch_id: str) -> BatchRecord | None:
+        """The batch a results link names, whatever its tenant (the link has no key), before
+        the link is checked: the journal files the download, refused or not, under its owner."""
+        return await self.store.get_batch_any(batch_id)
+
+    def open_results(
+        self,
+        batch: BatchRecord | None,
+        batch_id: str,
+        path: str,
+        expires: str | None,
+        signature: str | None,
     ) -> AsyncIterator[bytes]:
-        """Check a pre-signed link and return the results stream (JSONL, input order)."""
+        """Check a pre-signed link to `batch` (`results_batch`) and return the results stream
+        (JSONL, input order)."""
         self.signer.verify(path, expires, signature, self.clock.now())
-        batch = await self.store.get_batch_any(batch_id)
         if batch is None:
             raise BatchNotFound(f"Batch '{batch_id}' not found.")
         return self._results(batch.seq)
