@@ -97,6 +97,10 @@ CREATE TABLE IF NOT EXISTS emulator_state (key TEXT PRIMARY KEY, value TEXT NOT 
 CREATE TABLE IF NOT EXISTS tenant_scenarios (
     tenant_id TEXT PRIMARY KEY, name TEXT NOT NULL, source TEXT NOT NULL, text TEXT NOT NULL
 );
+-- the numbers behind each tenant's ids: the last one given per (tenant, kind of object)
+CREATE TABLE IF NOT EXISTS id_numbers (
+    tenant_id TEXT NOT NULL, kind TEXT NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (tenant_id, kind)
+);
 CREATE TABLE IF NOT EXISTS journal (
     seq INTEGER PRIMARY KEY, time REAL NOT NULL, method TEXT NOT NULL, path TEXT NOT NULL,
     query BLOB NOT NULL, status INTEGER NOT NULL, tenant_id TEXT, request_id TEXT NOT NULL
@@ -287,6 +291,17 @@ class Store:
         assert table in ("files", "batches")
         rows = await self._all(f"SELECT COALESCE(MAX(seq), 0) FROM {table}")
         return int(rows[0][0])
+
+    async def claim_number(self, tenant_id: str, kind: str) -> int:
+        """The tenant's next number for objects of `kind` (1, 2, ...). Committed before the
+        object is: a crash in between skips a number, and never gives one twice."""
+        async with self._write() as db:
+            rows = await db.execute_fetchall(
+                "INSERT INTO id_numbers (tenant_id, kind, n) VALUES (?, ?, 1)"
+                " ON CONFLICT (tenant_id, kind) DO UPDATE SET n = n + 1 RETURNING n",
+                (tenant_id, kind),
+            )
+        return int(next(iter(rows))[0])
 
     async def get_meta(self, key: str) -> str | None:
         rows = await self._all("SELECT value FROM meta WHERE key = ?", (key,))
@@ -800,11 +815,15 @@ class Store:
     # --- reset ---------------------------------------------------------------------------------
 
     async def reset(self, tenant_id: str | None = None) -> None:
+        """Forget the batches and files (and the numbers behind the ids) of one tenant, or of
+        everyone; webhooks are `reset_webhooks`'s."""
         async with self._write() as db:
             if tenant_id is None:
-                for table in ("files", "file_chunks", "batches", "requests", "results"):
+                tables = ("files", "file_chunks", "batches", "requests", "results", "id_numbers")
+                for table in tables:
                     await db.execute(f"DELETE FROM {table}")
                 return
+            await db.execute("DELETE FROM id_numbers WHERE tenant_id = ?", (tenant_id,))
             for table in ("requests", "results"):
                 await db.execute(
                     f"DELETE FROM {table} WHERE batch_seq IN"
