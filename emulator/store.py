@@ -424,6 +424,22 @@ class Store:
         rows = await self._all(f"{_BATCH_SELECT} WHERE {_IN_ACTIVE} ORDER BY seq", _ACTIVE)
         return [_batch(r) for r in rows]
 
+    async def work_in_progress(self) -> dict[str, tuple[int, int]]:
+        """Per tenant with any: its batches pending or processing, and its webhook deliveries
+        still to attempt (what runs when the clock moves)."""
+        rows = await self._all(
+            f"SELECT tenant_id, COUNT(*), 0 FROM batches WHERE {_IN_ACTIVE} GROUP BY tenant_id"
+            " UNION ALL SELECT w.tenant_id, 0, COUNT(*) FROM webhook_deliveries d"
+            " JOIN webhooks w ON w.seq = d.webhook_seq WHERE d.status = 'pending'"
+            " GROUP BY w.tenant_id",
+            _ACTIVE,
+        )
+        found: dict[str, tuple[int, int]] = {}
+        for tenant, batches, deliveries in rows:
+            had = found.get(tenant, (0, 0))
+            found[tenant] = (had[0] + batches, had[1] + deliveries)
+        return found
+
     async def all_batches(self, tenant_id: str | None = None) -> list[BatchRecord]:
         if tenant_id is None:
             return [_batch(r) for r in await self._all(_BATCH_SELECT + " ORDER BY seq")]
