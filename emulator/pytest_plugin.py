@@ -268,7 +268,7 @@ class Sink:
 
 
 class Scaigrid:
-    """What a test gets: URLs, a fresh key, a client, and the levers of the emulator."""
+    """What a test gets: URLs, its own key, a client, and the levers of the emulator."""
 
     def __init__(self, server: EmulatorServer | InProcessServer, api_key: str) -> None:
         self._server = server
