@@ -67,9 +67,10 @@ async def reset(core: Emulator, body: dict[str, Any]) -> dict[str, Any]:
     if tenants is not None:
         answer["reset"] = tenants if "tenant_ids" in body else tenants[0]
     if instant is not None:
-        core.clock.freeze_at(instant)
+        if not core.clock.frozen or core.clock.now() != instant:
+            core.clock.freeze_at(instant)
+            await core.durable.save()
         core.ids.reset()  # request ids too start where a fresh server's do
-        await core.durable.save()
         answer["clock"] = core.clock.to_dict()
     return answer
 
@@ -94,13 +95,14 @@ async def _check_nothing_else_waits(core: Emulator, tenants: list[str], instant:
 
 async def forget(core: Emulator, tenant_id: str | None = None) -> None:
     """Forget everything, or one tenant's batches, files, scenario, journal and counts."""
-    async with core.worker.lock:
-        await core.store.reset(tenant_id)
-        await core.store.reset_webhooks(tenant_id)
-        core.worker.forget()
-        core.sender.forget()
+    if tenant_id is None or await core.store.holds(tenant_id):
+        async with core.worker.lock:
+            await core.store.reset(tenant_id)
+            await core.store.reset_webhooks(tenant_id)
+            core.worker.forget()
+            core.sender.forget()
+        await core.store.reset_state(tenant_id)
     core.journal.clear(tenant_id)
-    await core.store.reset_state(tenant_id)
     core.scenarios.reset(tenant_id)
     core.effects.reset(tenant_id)
     core.live.reset(tenant_id)

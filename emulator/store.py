@@ -424,6 +424,17 @@ class Store:
         rows = await self._all(f"{_BATCH_SELECT} WHERE {_IN_ACTIVE} ORDER BY seq", _ACTIVE)
         return [_batch(r) for r in rows]
 
+    async def holds(self, tenant_id: str) -> bool:
+        """Whether anything of the tenant is stored (a reset of a tenant that holds nothing, as
+        most tests' at their end, then costs one read instead of a few writes)."""
+        tables = ("batches", "files", "webhooks", "webhook_events", "id_numbers", "journal",
+                  "tenant_scenarios")  # fmt: skip
+        exists = " OR ".join(
+            f"EXISTS (SELECT 1 FROM {table} WHERE tenant_id = ?)" for table in tables
+        )
+        rows = await self._all(f"SELECT {exists}", (tenant_id,) * len(tables))
+        return bool(rows[0][0])
+
     async def work_in_progress(self) -> dict[str, tuple[int, int]]:
         """Per tenant with any: its batches pending or processing, and its webhook deliveries
         still to attempt (what runs when the clock moves)."""
