@@ -113,6 +113,17 @@ class Clock:
         self._set(mode or self.mode, scale if scale is not None else self.scale, target)
         self._notify()
 
+    def freeze_at(self, instant: float) -> None:
+        """Frozen at `instant`, which may be in the past: only for when nothing is waiting on
+        the clock (the control plane checks that first)."""
+        if not instant <= LAST_INSTANT:
+            raise ValidationError(
+                "The clock cannot move past 9999-12-31T23:59:59Z.",
+                details=[{"field": "clock", "message": "is past year 9999"}],
+            )
+        self._set("frozen", 1.0, instant)
+        self._notify()
+
     def subscribe(self, listener: Callable[[], None]) -> None:
         """Call `listener` after every advance or reconfiguration (the worker wakes on it)."""
         self._listeners.append(listener)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from emulator import verdict, wire
 from emulator.clock import parse_instant
 from emulator.core import GLOBAL_SCENARIO, Emulator
-from emulator.errors import ValidationError
+from emulator.errors import ClockInUse, ValidationError
 from emulator.scenario.model import Scenario
 
 
@@ -17,14 +18,19 @@ def _field_error(field: str, message: str) -> ValidationError:
     )
 
 
-def tenant_of(core: Emulator, body: dict[str, Any]) -> str | None:
-    """`tenant_id`, or the tenant an `api_key` belongs to; None (an empty body) means everyone.
-    The body is checked against its table first: a misspelled key is a 422, never "everyone"."""
-    body = wire.control_body("reset", body)
+def tenants_of(core: Emulator, body: dict[str, Any]) -> list[str] | None:
+    """The tenants a reset body names: `tenant_id`, the tenant an `api_key` belongs to, or the
+    `tenant_ids`; None (no such key) means everyone. The body is checked against its table
+    first by the caller: a misspelled key is a 422, never "everyone"."""
     if "tenant_id" in body:
-        return str(body["tenant_id"])
+        return [str(body["tenant_id"])]
     if "api_key" in body:
-        return core.tenancy.principal_of(str(body["api_key"])).tenant_id
+        return [core.tenancy.principal_of(str(body["api_key"])).tenant_id]
+    if "tenant_ids" in body:
+        named = body["tenant_ids"]
+        if not all(isinstance(t, str) for t in named):
+            raise _field_error("tenant_ids", "must be an array of tenant id strings")
+        return list(dict.fromkeys(named))
     return None
 
 
@@ -48,20 +54,55 @@ def tenant_info(core: Emulator, key_or_id: str) -> dict[str, Any]:
 
 
 async def reset(core: Emulator, body: dict[str, Any]) -> dict[str, Any]:
-    tenant = tenant_of(core, body)
-    await forget(core, tenant)
-    return {"reset": "all" if tenant is None else tenant}
+    """Forget everyone, or the tenants the body names; with `clock`, then freeze the clock at
+    that instant (earlier than now too), as if the server had just started there."""
+    body = wire.control_body("reset", body)
+    tenants = tenants_of(core, body)
+    instant = _instant("clock", body["clock"]).timestamp() if "clock" in body else None
+    if instant is not None and tenants is not None:
+        await _check_nothing_else_waits(core, tenants, body["clock"])
+    for tenant in [None] if tenants is None else tenants:
+        await forget(core, tenant)
+    answer: dict[str, Any] = {"reset": "all"}
+    if tenants is not None:
+        answer["reset"] = tenants if "tenant_ids" in body else tenants[0]
+    if instant is not None:
+        if not core.clock.frozen or core.clock.now() != instant:
+            core.clock.freeze_at(instant)
+            await core.durable.save()
+        core.ids.reset()  # request ids too start where a fresh server's do
+        answer["clock"] = core.clock.to_dict()
+    return answer
+
+
+async def _check_nothing_else_waits(core: Emulator, tenants: list[str], instant: str) -> None:
+    """Moving the clock under another tenant's batches or webhook deliveries would run them at
+    the wrong time (or never): refuse while any has work in progress."""
+    others = {t: w for t, w in (await core.store.work_in_progress()).items() if t not in tenants}
+    if not others:
+        return
+    listed = ", ".join(
+        f"{t} ({batches} batch(es) pending or processing, {deliveries} webhook delivery(ies) "
+        "to attempt)"
+        for t, (batches, deliveries) in sorted(others.items())
+    )
+    raise ClockInUse(
+        f"Cannot put the clock at {instant}: other tenants have work in progress that would run "
+        f"at the wrong time: {listed}. Reset them too, or let their work finish first.",
+        details=[{"field": "clock", "message": f"tenant {t} has work in progress"} for t in others],
+    )
 
 
 async def forget(core: Emulator, tenant_id: str | None = None) -> None:
     """Forget everything, or one tenant's batches, files, scenario, journal and counts."""
-    async with core.worker.lock:
-        await core.store.reset(tenant_id)
-        await core.store.reset_webhooks(tenant_id)
-        core.worker.forget()
-        core.sender.forget()
+    if tenant_id is None or core.journal.saved_any(tenant_id) or await core.store.holds(tenant_id):
+        async with core.worker.lock:
+            await core.store.reset(tenant_id)
+            await core.store.reset_webhooks(tenant_id)
+            core.worker.forget()
+            core.sender.forget()
+        await core.store.reset_state(tenant_id)
     core.journal.clear(tenant_id)
-    await core.store.reset_state(tenant_id)
     core.scenarios.reset(tenant_id)
     core.effects.reset(tenant_id)
     core.live.reset(tenant_id)
@@ -92,15 +133,19 @@ def health(core: Emulator) -> dict[str, Any]:
     return {"status": "healthy" if core.started else "starting", "version": core.version}
 
 
+def _instant(field: str, value: str) -> datetime:
+    try:
+        return parse_instant(value)
+    except ValueError:
+        raise _field_error(field, "must be an ISO-8601 instant") from None
+
+
 async def set_clock(core: Emulator, body: dict[str, Any]) -> dict[str, Any]:
     body = wire.control_body("clock", body)
     mode, scale, start = body.get("mode"), body.get("scale"), body.get("start")
     instant = None
     if start is not None:
-        try:
-            instant = parse_instant(str(start))
-        except ValueError:
-            raise _field_error("start", "must be an ISO-8601 instant") from None
+        instant = _instant("start", str(start))
     core.clock.configure(mode, float(scale) if scale is not None else None, instant)
     await settle(core)
     await core.durable.save()

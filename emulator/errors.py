@@ -137,6 +137,13 @@ class InvalidTransition(EmulatorError):
     status, code = 409, "INVALID_TRANSITION"
 
 
+class ClockInUse(EmulatorError):
+    """The control plane was asked to put the clock somewhere else while other tenants have work
+    in progress, which would then run at the wrong time."""
+
+    status, code = 409, "CLOCK_IN_USE"
+
+
 # --- results URLs ---------------------------------------------------------------------------
 
 

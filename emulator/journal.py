@@ -238,6 +238,7 @@ class Journal:
         self._weights: deque[int] = deque()  # what each weighs (ints: nothing for the collector)
         self._held_bytes = 0
         self._seq = 0
+        self._saved_tenants: set[str | None] = set()  # tenants with entries in the store
 
     def record(
         self,
@@ -275,11 +276,17 @@ class Journal:
         """The summaries recorded since the last call, for the store (bodies are not saved)."""
         out = [entry[:7] for entry in self._unsaved]
         self._unsaved.clear()
+        self._saved_tenants.update(entry[5] for entry in out)
         return out
+
+    def saved_any(self, tenant_id: str) -> bool:
+        """Whether entries of the tenant may be in the store (so a reset must forget them)."""
+        return tenant_id in self._saved_tenants
 
     def restore(self, entries: list[tuple[Any, ...]]) -> None:
         """Summaries a previous run saved, oldest first, before any new ones."""
         saved = [(*entry, None) for entry in entries]
+        self._saved_tenants.update(entry[5] for entry in entries)
         self._entries = deque([*saved, *self._entries], maxlen=self.capacity)
 
     def entries(
@@ -349,6 +356,10 @@ class Journal:
         return self._entries[0][0] if self._entries else None
 
     def clear(self, tenant_id: str | None = None) -> None:
+        if tenant_id is None:
+            self._saved_tenants.clear()
+        else:
+            self._saved_tenants.discard(tenant_id)
         for entries in (self._entries, self._unsaved):
             if tenant_id is None:
                 entries.clear()

@@ -10,6 +10,11 @@
 The server runs on a frozen clock, so nothing happens by itself with time: `advance()` moves it.
 Each test gets its own API key, hence its own tenant (open tenancy): tests never see each other's
 batches or files, and a scenario set with `use_scenario` applies to that test's tenant only.
+
+Isolation by construction: a test's key is derived from its node id, and the emulator numbers a
+tenant's ids on their own, so the same test gets the same ids and the same scenario faults
+whatever ran before it. A test's teardown forgets its tenants and puts the clock back at the
+session's start, so each test starts at the same instant and its leftovers never run later.
 """
 
 from __future__ import annotations
@@ -20,11 +25,11 @@ import fnmatch
 import hashlib
 import hmac
 import json
-import secrets
 import socket
 import threading
 import time
 from collections.abc import Coroutine, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -32,10 +37,26 @@ from urllib.parse import quote, urlencode
 import httpx
 import pytest
 
+from emulator.clock import iso
 from emulator.errors import ConfigError
 from emulator.scenario.registry import looks_like_yaml
 from emulator.settings import SETTINGS, Settings
 from emulator.tenancy import open_tenant_id
+
+
+class Session:
+    """What every test of a session's server starts from: its seed, and the instant its frozen
+    clock starts at (the teardown of each test puts the clock back there)."""
+
+    def __init__(self, seed: int, start: float) -> None:
+        self.seed = seed
+        self.start = iso(start)
+
+    def key(self, nodeid: str, index: int) -> str:
+        """The API key of a test's `index`-th tenant: the same in every run of the test, alone,
+        after others or in a pytest-xdist worker, so its tenant and its ids are too."""
+        digest = hashlib.sha256(f"{self.seed}:{nodeid}:{index}".encode()).hexdigest()
+        return "sgk_test_" + digest[:40]
 
 
 class EmulatorServer:
@@ -52,6 +73,7 @@ class EmulatorServer:
         settings = settings.replace(host="127.0.0.1", port=self.sock.getsockname()[1])
         self.base_url = settings.base_url
         self.core = Emulator(settings)
+        self.session = Session(settings.seed, self.core.clock.now())
         config = uvicorn.Config(
             create_app(core=self.core, owned=True), log_level="warning", access_log=False
         )
@@ -108,6 +130,7 @@ class InProcessServer:
         settings = settings.replace(public_url=INPROCESS_URL)
         self.base_url = settings.base_url
         self.core = Emulator(settings)
+        self.session = Session(settings.seed, self.core.clock.now())
         self.app = create_app(core=self.core)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -247,13 +270,13 @@ class Sink:
 
 
 class Scaigrid:
-    """What a test gets: URLs, a fresh key, a client, and the levers of the emulator."""
+    """What a test gets: URLs, its own key, a client, and the levers of the emulator."""
 
-    def __init__(self, server: EmulatorServer | InProcessServer) -> None:
+    def __init__(self, server: EmulatorServer | InProcessServer, api_key: str) -> None:
         self._server = server
         self.base_url = server.base_url
         self.oai_base_url = f"{server.base_url}/oai/v1"  # the OpenAI-compatible surface
-        self.api_key = "sgk_test_" + secrets.token_hex(20)
+        self.api_key = api_key
         self.tenant_id = open_tenant_id(self.api_key)
         #: every tenant this test has (`@pytest.mark.scaigrid(tenants=N)`); the first is this one
         self.tenants: list[Scaigrid] = [self]
@@ -405,9 +428,12 @@ class Scaigrid:
         count: int | None = None,
     ) -> Sink:
         """A built-in webhook receiver of this test. `status` (for the first `count` posts, or
-        all of them) makes it answer with that status instead of 200, to see retries."""
+        all of them) makes it answer with that status instead of 200, to see retries. Without
+        a `secret`, one derived from the key and the name: the same in every run."""
         query = {k: v for k, v in (("status", status), ("count", count)) if v is not None}
-        return Sink(self, name, secret or "whsec_" + secrets.token_hex(24), query)
+        if secret is None:
+            secret = "whsec_" + hashlib.sha256(f"{self.api_key}:{name}".encode()).hexdigest()[:48]
+        return Sink(self, name, secret, query)
 
     def close(self) -> None:
         self.client.close()
@@ -453,7 +479,9 @@ SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
 
 
 def _session_settings(config: pytest.Config, db: Path) -> Settings:
-    """The session server's settings: a frozen clock, seed 0, and the ini options."""
+    """The session server's settings: a frozen clock, seed 0, and the ini options. Without
+    `scaigrid_clock_start` the clock starts now, to the second (an instant it can be put back
+    to exactly)."""
     changes: dict[str, Any] = {}
     for name in ("seed", "scenario", "clock_start"):  # parsed as `serve` parses its flags
         raw = _ini(config, f"scaigrid_{name}")
@@ -463,7 +491,8 @@ def _session_settings(config: pytest.Config, db: Path) -> Settings:
             except (ValueError, ConfigError) as exc:
                 raise pytest.UsageError(f"ini option scaigrid_{name}: {raw!r}: {exc}") from None
     _tenant_count(_ini(config, "scaigrid_tenants") or "1", "ini option scaigrid_tenants")
-    return Settings(db=str(db), clock="frozen", seed=0).replace(**changes)
+    now = datetime.now(UTC).replace(microsecond=0)
+    return Settings(db=str(db), clock="frozen", seed=0, clock_start=now).replace(**changes)
 
 
 def _tenant_count(value: Any, where: str) -> int:
@@ -510,11 +539,13 @@ def _handle(
         options.get("tenants", ini_tenants),
         "@pytest.mark.scaigrid" if "tenants" in options else "ini option scaigrid_tenants",
     )
-    handle = Scaigrid(server)
-    handle.tenants = [handle, *(Scaigrid(server) for _ in range(count - 1))]
+    keys = [server.session.key(request.node.nodeid, i) for i in range(count)]
+    handle = Scaigrid(server, keys[0])
+    handle.tenants = [handle, *(Scaigrid(server, key) for key in keys[1:])]
     seed = options.get("seed")
     previous_seed = None
     try:
+        _start_at_the_session_start(handle, server)
         if seed is not None:
             if isinstance(seed, bool) or not isinstance(seed, int):
                 raise pytest.UsageError(f"@pytest.mark.scaigrid: seed must be an int, got {seed!r}")
@@ -528,10 +559,39 @@ def _handle(
         yield handle
         _judge(handle, mode)
     finally:
-        if previous_seed is not None:
-            handle._call("PUT", "/seed", json={"seed": previous_seed})
-        for tenant in handle.tenants:
-            tenant.close()
+        try:
+            _forget(handle, server.session)
+        finally:
+            if previous_seed is not None:
+                handle._call("PUT", "/seed", json={"seed": previous_seed})
+            for tenant in handle.tenants:
+                tenant.close()
+
+
+def _reset(handle: Scaigrid, **body: Any) -> None:
+    handle._call(
+        "POST", "/reset", json={"tenant_ids": [t.tenant_id for t in handle.tenants], **body}
+    )
+
+
+def _start_at_the_session_start(handle: Scaigrid, server: EmulatorServer | InProcessServer) -> None:
+    """Free as a rule: the last test's teardown put the clock back. Whatever moved it since (a
+    session fixture, a test without this fixture) is undone here, or refused as at teardown."""
+    clock = server.core.clock
+    if not clock.frozen or iso(clock.now()) != server.session.start:
+        _reset(handle, clock=server.session.start)
+
+
+def _forget(handle: Scaigrid, session: Session) -> None:
+    """One control call: the test's tenants are forgotten, so their leftover batches and
+    deliveries never run inside another test, and the clock is frozen at the session's start
+    again. With another tenant's work in progress the clock cannot go back: the tenants are
+    forgotten all the same, and the server's refusal (naming that tenant) fails the test."""
+    try:
+        _reset(handle, clock=session.start)
+    except EmulatorRefused:
+        _reset(handle)
+        raise
 
 
 def _verdict_mode(request: pytest.FixtureRequest, options: dict[str, Any]) -> str:

@@ -99,6 +99,10 @@ CREATE TABLE IF NOT EXISTS emulator_state (key TEXT PRIMARY KEY, value TEXT NOT 
 CREATE TABLE IF NOT EXISTS tenant_scenarios (
     tenant_id TEXT PRIMARY KEY, name TEXT NOT NULL, source TEXT NOT NULL, text TEXT NOT NULL
 );
+-- the numbers behind each tenant's ids: the last one given per (tenant, kind of object)
+CREATE TABLE IF NOT EXISTS id_numbers (
+    tenant_id TEXT NOT NULL, kind TEXT NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (tenant_id, kind)
+);
 -- the journal is saved a page at a time (the entries since the last save, one marshal blob): a
 -- row per request cost the live path more than the request itself under load. A tenant's reset
 -- leaves its entries in the pages and hides them: forgotten up to the page seq noted here.
@@ -321,6 +325,17 @@ class Store:
         rows = await self._all(f"SELECT COALESCE(MAX(seq), 0) FROM {table}")
         return int(rows[0][0])
 
+    async def claim_number(self, tenant_id: str, kind: str) -> int:
+        """The tenant's next number for objects of `kind` (1, 2, ...). Committed before the
+        object is: a crash in between skips a number, and never gives one twice."""
+        async with self._write() as db:
+            rows = await db.execute_fetchall(
+                "INSERT INTO id_numbers (tenant_id, kind, n) VALUES (?, ?, 1)"
+                " ON CONFLICT (tenant_id, kind) DO UPDATE SET n = n + 1 RETURNING n",
+                (tenant_id, kind),
+            )
+        return int(next(iter(rows))[0])
+
     async def get_meta(self, key: str) -> str | None:
         rows = await self._all("SELECT value FROM meta WHERE key = ?", (key,))
         return str(rows[0][0]) if rows else None
@@ -441,6 +456,34 @@ class Store:
     async def active_batches(self) -> list[BatchRecord]:
         rows = await self._all(f"{_BATCH_SELECT} WHERE {_IN_ACTIVE} ORDER BY seq", _ACTIVE)
         return [_batch(r) for r in rows]
+
+    async def holds(self, tenant_id: str) -> bool:
+        """Whether anything of the tenant is stored, but for journal entries (saved in pages,
+        which the journal itself knows of): a reset of a tenant that holds nothing, as most
+        tests' at their end, then costs one read instead of a few writes."""
+        tables = ("batches", "files", "webhooks", "webhook_events", "id_numbers",
+                  "tenant_scenarios")  # fmt: skip
+        exists = " OR ".join(
+            f"EXISTS (SELECT 1 FROM {table} WHERE tenant_id = ?)" for table in tables
+        )
+        rows = await self._all(f"SELECT {exists}", (tenant_id,) * len(tables))
+        return bool(rows[0][0])
+
+    async def work_in_progress(self) -> dict[str, tuple[int, int]]:
+        """Per tenant with any: its batches pending or processing, and its webhook deliveries
+        still to attempt (what runs when the clock moves)."""
+        rows = await self._all(
+            f"SELECT tenant_id, COUNT(*), 0 FROM batches WHERE {_IN_ACTIVE} GROUP BY tenant_id"
+            " UNION ALL SELECT w.tenant_id, 0, COUNT(*) FROM webhook_deliveries d"
+            " JOIN webhooks w ON w.seq = d.webhook_seq WHERE d.status = 'pending'"
+            " GROUP BY w.tenant_id",
+            _ACTIVE,
+        )
+        found: dict[str, tuple[int, int]] = {}
+        for tenant, batches, deliveries in rows:
+            had = found.get(tenant, (0, 0))
+            found[tenant] = (had[0] + batches, had[1] + deliveries)
+        return found
 
     async def all_batches(self, tenant_id: str | None = None) -> list[BatchRecord]:
         if tenant_id is None:
@@ -846,11 +889,15 @@ class Store:
     # --- reset ---------------------------------------------------------------------------------
 
     async def reset(self, tenant_id: str | None = None) -> None:
+        """Forget the batches and files (and the numbers behind the ids) of one tenant, or of
+        everyone; webhooks are `reset_webhooks`'s."""
         async with self._write() as db:
             if tenant_id is None:
-                for table in ("files", "file_chunks", "batches", "requests", "results"):
+                tables = ("files", "file_chunks", "batches", "requests", "results", "id_numbers")
+                for table in tables:
                     await db.execute(f"DELETE FROM {table}")
                 return
+            await db.execute("DELETE FROM id_numbers WHERE tenant_id = ?", (tenant_id,))
             for table in ("requests", "results"):
                 await db.execute(
                     f"DELETE FROM {table} WHERE batch_seq IN"

@@ -304,8 +304,13 @@ _AMOUNT = Key(_NUMBER, "a number")
 
 CONTROL_BODIES: dict[str, Body] = {
     "reset": Body(
-        {"tenant_id": Key(_STR, "a tenant id string"), "api_key": Key(_STR, "an sgk_ key string")},
-        one_of=("tenant_id", "api_key"),
+        {
+            "tenant_id": Key(_STR, "a tenant id string"),
+            "api_key": Key(_STR, "an sgk_ key string"),
+            "tenant_ids": Key((list,), "an array of tenant id strings"),
+            "clock": Key(_STR, "an ISO-8601 instant string"),
+        },
+        one_of=("tenant_id", "api_key", "tenant_ids"),
     ),
     "clock": Body(
         {

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import KEY, OTHER_KEY, Harness, assert_error, chat_line
+from conftest import KEY, OTHER_KEY, Harness, assert_error, b64, chat_line
 
 from emulator.api.routes import ROUTES
 from emulator.scenario.registry import bundled_files
@@ -19,6 +19,7 @@ from emulator.tenancy import open_tenant_id
 MakeEmu = Callable[..., Awaitable[Harness]]
 TENANT = open_tenant_id(KEY)
 OTHER = open_tenant_id(OTHER_KEY)
+BATCH = "/v1/inference/batch"
 CHAT_BODY = chat_line("live", "Tell me something")["body"]
 
 
@@ -138,6 +139,101 @@ async def test_reset_refuses_bad_bodies(emu: Harness, body: dict[str, Any]) -> N
     await populate(emu, emu.client)
     assert_error(await emu.client.post("/_emulator/reset", json=body), 422, "VALIDATION_ERROR")
     assert len(await listing(emu.client, "/v1/files")) == 2
+
+
+# --- reset with a clock: starting over at an instant, for some tenants -------------------------
+
+
+async def submit_slow(client: httpx.AsyncClient) -> str:
+    """A batch that stays pending for 30 minutes of emulator time: its id."""
+    body = {"input_file_base64": b64([chat_line("a")])}
+    headers = {"X-Emulator-Scenario": "slow-processing"}
+    batch_id: str = ok(await client.post(BATCH, json=body, headers=headers))["id"]
+    return batch_id
+
+
+async def clock_now(h: Harness) -> str:
+    now: str = ok(await h.client.get("/_emulator/clock"))["now"]
+    return now
+
+
+async def test_reset_with_a_clock_starts_tenants_over_at_that_instant(emu: Harness) -> None:
+    async with emu.client_for(OTHER_KEY) as other:
+        first = await emu.client.get("/v1/models")
+        f1, b1 = await populate(emu, emu.client)
+        await submit_slow(other)  # left pending
+        ok(await emu.client.put("/_emulator/clock", json={"mode": "scaled", "scale": 2}))
+        ok(await emu.client.post("/_emulator/clock/advance", json={"hours": 5}))
+        body = {"tenant_ids": [TENANT, OTHER], "clock": "2026-01-01T00:00:00Z"}
+        answer = ok(await emu.client.post("/_emulator/reset", json=body))
+        assert answer == {
+            "reset": [TENANT, OTHER],
+            "clock": {"now": "2026-01-01T00:00:00.000Z", "mode": "frozen", "scale": 1.0},
+        }
+        # as a fresh server: the same ids, request ids included, at the same instants
+        again = await emu.client.get("/v1/models")
+        assert again.headers["x-request-id"] == first.headers["x-request-id"]
+        assert await listing(other, "/v1/inference/batch") == []
+        assert await populate(emu, emu.client) == (f1, b1)
+        assert (await emu.batch(b1))["created_at"] == "2026-01-01T00:00:00.000Z"
+
+
+async def test_putting_the_clock_back_under_another_tenants_work_is_refused(
+    emu: Harness,
+) -> None:
+    async with emu.client_for(OTHER_KEY) as other:
+        mine = await populate(emu, emu.client)
+        theirs = await submit_slow(other)
+        await emu.advance(60)
+        body = {"tenant_id": TENANT, "clock": "2026-01-01T00:00:00Z"}
+        error = assert_error(await emu.client.post("/_emulator/reset", json=body), 409,
+                             "CLOCK_IN_USE")  # fmt: skip
+        assert OTHER in error["message"] and "1 batch(es) pending or processing" in error["message"]
+        assert error["details"] == [
+            {"field": "clock", "message": f"tenant {OTHER} has work in progress"}
+        ]
+        # nothing was done: the tenant's objects and the clock are where they were
+        assert await listing(emu.client, "/v1/inference/batch") == [mine[1]]
+        assert await clock_now(emu) == "2026-01-01T00:01:00.000Z"
+        # once their batch is done, it goes
+        await emu.advance(3600)
+        assert (await emu.batch(theirs, client=other))["status"] == "completed"
+        ok(await emu.client.post("/_emulator/reset", json=body))
+        assert await clock_now(emu) == "2026-01-01T00:00:00.000Z"
+        assert await listing(other, "/v1/inference/batch") == [theirs]
+
+
+async def test_a_webhook_delivery_still_to_attempt_is_work_in_progress(emu: Harness) -> None:
+    async with emu.client_for(OTHER_KEY) as other:
+        hook = {"url": "http://emulator.test/_emulator/sink/down?status=503", "secret": "whsec_x"}
+        ok(await other.post("/v1/webhooks", json=hook))
+        await emu.submit([chat_line("a")], client=other)
+        await emu.settle()  # the batch completes; its event's first post is answered 503
+        body = {"tenant_ids": [TENANT], "clock": "2026-01-01T00:00:00Z"}
+        error = assert_error(await emu.client.post("/_emulator/reset", json=body), 409,
+                             "CLOCK_IN_USE")  # fmt: skip
+        assert "0 batch(es) pending or processing, 1 webhook delivery(ies)" in error["message"]
+        # a full reset leaves nobody's work behind: never refused
+        answer = ok(await emu.client.post("/_emulator/reset", json={"clock": "2025-06-01"}))
+        assert answer["reset"] == "all" and answer["clock"]["now"] == "2025-06-01T00:00:00.000Z"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [({"tenant_ids": TENANT}, "tenant_ids"), ({"tenant_ids": [TENANT, 5]}, "tenant_ids"),
+     ({"tenant_ids": [TENANT], "tenant_id": TENANT}, "tenant_ids"),
+     ({"clock": "yesterday"}, "clock"), ({"tenant_id": TENANT, "clock": 5}, "clock")],
+)  # fmt: skip
+async def test_reset_with_a_clock_refuses_bad_bodies_and_wipes_nothing(
+    emu: Harness, body: dict[str, Any], field: str
+) -> None:
+    await populate(emu, emu.client)
+    await emu.advance(60)
+    error = assert_error(await emu.client.post("/_emulator/reset", json=body), 422,
+                         "VALIDATION_ERROR")  # fmt: skip
+    assert [d["field"] for d in error["details"]] == [field]
+    assert len(await listing(emu.client, "/v1/files")) == 2
+    assert await clock_now(emu) == "2026-01-01T00:01:00.000Z"
 
 
 # --- strict bodies: every control route takes exactly the keys its table names -----------------

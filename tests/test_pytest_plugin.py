@@ -308,3 +308,211 @@ def test_the_readme_journal_and_verdict_examples_run(pytester: pytest.Pytester) 
     )
     result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=3)
+
+
+# --- isolation: a test gets the same ids, faults and instants whatever ran before it ------------
+
+ISOLATED = """
+import base64, json, os, pathlib
+import pytest
+
+MODELS = ["openai/gpt-4o", "scailabs/poolnoodle-omni", "scailabs/poolnoodle-omni"]
+LINES = [
+    {"custom_id": f"r{i}", "method": "POST", "url": "/v1/inference/chat",
+     "body": {"model": MODELS[i % 3], "messages": [{"role": "user", "content": f"hi {i}"}]}}
+    for i in range(60)
+]
+DATA = "\\n".join(json.dumps(x) for x in LINES).encode()
+
+
+def submit(scaigrid, **headers):
+    body = {"input_file_base64": base64.b64encode(DATA).decode()}
+    resp = scaigrid.client.post("/v1/inference/batch", json=body, headers=headers)
+    assert resp.status_code == 200, resp.text
+    return resp.json()["data"]["id"]
+
+
+def busy(scaigrid):
+    # objects of every kind, one batch run by a clock move, one left pending, the clock moved
+    scaigrid.sink("busy").register()
+    scaigrid.client.post("/v1/files", files={"file": ("x.jsonl", DATA, "application/jsonl")})
+    scaigrid.use_scenario("slow-processing")
+    submit(scaigrid, **{"X-Emulator-Scenario": "flaky-backend"})
+    submit(scaigrid)
+    scaigrid.advance(hours=3)
+    submit(scaigrid)
+    scaigrid.advance(minutes=7)
+
+
+def test_busy_1(scaigrid):
+    busy(scaigrid)
+
+
+@pytest.mark.scaigrid(tenants=2)
+def test_busy_2(scaigrid):
+    for tenant in scaigrid.tenants:
+        busy(tenant)
+
+
+def test_flaky(scaigrid):
+    scaigrid.use_scenario("flaky-backend")
+    sink = scaigrid.sink("done")
+    hook = sink.register(events=["batch.completed"])
+    upload = scaigrid.client.post(
+        "/v1/files",
+        files={"file": ("in.jsonl", DATA, "application/jsonl")},
+        # httpx draws a random boundary, which the journal would show: this client's, fixed
+        headers={"Content-Type": "multipart/form-data; boundary=isolated-test"},
+    ).json()["data"]
+    batch_id = submit(scaigrid)
+    batch = scaigrid.wait_for(batch_id, "completed")  # and its event delivered, at this instant
+    rows = [json.loads(r) for r in scaigrid.client.get(batch["results_url"]).text.splitlines()]
+    record = {
+        "tenant": scaigrid.tenant_id,
+        "ids": [upload["id"], hook["id"], batch_id],
+        "faults": {r["custom_id"]: r["error"]["code"] for r in rows if r["status"] == "error"},
+        "upload": upload,
+        "batch": batch,
+        "results": rows,
+        "webhook_posts": sink.received(),
+        "journal": scaigrid.journal(),
+    }
+    for post in record["webhook_posts"]:  # signs the body, which names the port: see "verified"
+        del post["headers"]["x-scaigrid-signature"]
+    host = scaigrid.base_url.removeprefix("http://")  # each run's server has its own port
+    text = json.dumps(record, sort_keys=True).replace(host, "HOST")
+    pathlib.Path(os.environ["ISOLATION_RECORD"]).write_text(text)
+
+
+def test_busy_3(scaigrid):
+    busy(scaigrid)
+
+
+def test_busy_4(scaigrid):
+    busy(scaigrid)
+"""
+
+
+@pytest.mark.slow
+def test_a_test_gets_the_same_faults_ids_and_instants_however_it_is_run(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    pytester.makeini("[pytest]\nscaigrid_clock_start = 2026-03-01T08:00:00Z\n")
+    pytester.makepyfile(test_isolated=ISOLATED)
+    runs = {
+        "alone": ("test_isolated.py::test_flaky",),
+        "after others": ("test_isolated.py",),
+        "two workers": ("-n", "2", "test_isolated.py"),
+    }
+    records = {}
+    for name, args in runs.items():
+        record = pytester.path / f"{name.replace(' ', '-')}.json"
+        monkeypatch.setenv("ISOLATION_RECORD", str(record))
+        result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider", *args)
+        result.assert_outcomes(passed=1 if name == "alone" else 5)
+        records[name] = json.loads(record.read_text())
+    alone = records["alone"]
+    assert records["after others"] == alone
+    assert records["two workers"] == alone
+    # and the run was worth comparing: faults of all three kinds, a webhook post, timestamps
+    assert set(alone["faults"].values()) == {
+        "MODEL_UNAVAILABLE", "BACKEND_TIMEOUT", "BACKEND_ERROR"
+    }  # fmt: skip
+    assert alone["batch"]["created_at"] == "2026-03-01T08:00:00.000Z"
+    assert alone["batch"]["completed_at"] == "2026-03-01T08:00:00.000Z"
+    assert len(alone["webhook_posts"]) == 1
+
+
+LEFTOVERS = """
+import base64, json
+import httpx
+import pytest
+
+LEFT = {}
+LINE = {"custom_id": "a", "method": "POST", "url": "/v1/inference/chat",
+        "body": {"model": "openai/gpt-4o", "messages": [{"role": "user", "content": "hi"}]}}
+
+
+def test_leaves_work_behind(scaigrid):
+    LEFT["start"] = scaigrid.now()
+    LEFT["key"] = scaigrid.api_key
+    sink = scaigrid.sink("left")
+    sink.register()
+    LEFT["sink"] = sink.name
+    body = {"input_file_base64": base64.b64encode(json.dumps(LINE).encode()).decode()}
+    headers = {"X-Emulator-Scenario": "slow-processing"}  # starts after 30 minutes
+    resp = scaigrid.client.post("/v1/inference/batch", json=body, headers=headers)
+    LEFT["batch"] = resp.json()["data"]["id"]
+    scaigrid.advance(minutes=10)
+    scaigrid.client.put("/_emulator/clock", json={"mode": "scaled", "scale": 60})
+    assert scaigrid.client.get(f"/v1/inference/batch/{LEFT['batch']}").json()["data"][
+        "status"] == "pending"
+
+
+def test_the_next_test_starts_at_the_session_start_and_never_runs_it(scaigrid):
+    clock = scaigrid.client.get("/_emulator/clock").json()["data"]
+    assert (clock["now"], clock["mode"]) == (LEFT["start"], "frozen")
+    scaigrid.advance(hours=2)  # the leftover batch would have run by now
+    state = scaigrid.client.get("/_emulator/state").json()["data"]
+    assert state["batches"] == [] and state["files"] == [] and state["webhooks"] == []
+    received = scaigrid.client.get(f"/_emulator/sink/{LEFT['sink']}").json()["data"]
+    assert received == {"items": []}  # so its event was never made
+
+
+def test_without_the_fixture_moves_the_clock(scaigrid_server):
+    server = scaigrid_server
+    with httpx.Client(base_url=server.base_url, transport=server.transport) as control:
+        assert control.post("/_emulator/clock/advance", json={"hours": 1}).status_code == 200
+
+
+def test_after_it_the_clock_is_back_at_the_start(scaigrid):
+    assert scaigrid.now() == LEFT["start"]
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fixture", ["scaigrid", "scaigrid_inprocess"])
+def test_leftovers_and_clock_moves_stay_in_their_test(
+    pytester: pytest.Pytester, fixture: str
+) -> None:
+    suite = LEFTOVERS
+    if fixture == "scaigrid_inprocess":
+        suite = (
+            suite.replace("(scaigrid)", "(scaigrid_inprocess)")
+            .replace("scaigrid.", "scaigrid_inprocess.")
+            .replace("scaigrid_server", "scaigrid_inprocess_server")
+        )
+    pytester.makepyfile(test_leftovers=suite)
+    result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=4)
+
+
+@pytest.mark.slow
+def test_work_of_a_tenant_no_fixture_owns_fails_the_test_that_left_it(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        test_foreign="""
+import base64, json
+import httpx
+
+LINE = {"custom_id": "a", "method": "POST", "url": "/v1/inference/chat",
+        "body": {"model": "openai/gpt-4o", "messages": [{"role": "user", "content": "hi"}]}}
+KEY = "sgk_of_my_own_" + "k" * 32
+
+
+def test_leaves_a_batch_of_its_own_key_pending(scaigrid):
+    body = {"input_file_base64": base64.b64encode(json.dumps(LINE).encode()).decode()}
+    headers = {"Authorization": f"Bearer {KEY}", "X-Emulator-Scenario": "slow-processing"}
+    assert scaigrid.client.post("/v1/inference/batch", json=body, headers=headers).is_success
+    scaigrid.advance(60)
+"""
+    )
+    result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        ["*POST /_emulator/reset answered 409 CLOCK_IN_USE: Cannot put the clock at *"
+         "other tenants have work in progress*tenant_*(1 batch(es) pending or processing*"]
+    )  # fmt: skip

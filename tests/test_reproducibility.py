@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 from conftest import Harness, b64, chat_line, embed_line, jsonl, key
 
 from emulator.tenancy import open_tenant_id
@@ -156,3 +157,43 @@ async def test_another_seed_gives_other_bytes(make_emu: MakeEmu, tmp_path: Path)
     results7 = [b for what, _, _, b in seven if what == "results"]
     results8 = [b for what, _, _, b in eight if what == "results"]
     assert results7 != results8
+
+
+# --- a tenant's ids are its own -------------------------------------------------------------------
+
+FLAKY = "name: flaky\nfaults:\n  - match: {probability: 0.3}\n    error: {code: BACKEND_ERROR}\n"
+
+
+async def tenant_story(h: Harness, client: httpx.AsyncClient) -> dict[str, Any]:
+    """A file, a webhook and a batch under a probabilistic fault: their ids, and which requests
+    failed with which code."""
+    files = {"file": ("in.jsonl", jsonl(lines("s", 3)), "application/jsonl")}
+    file_id = (await client.post("/v1/files", files=files)).json()["data"]["id"]
+    hook = {"url": "http://emulator.test/_emulator/sink/story", "secret": "whsec_story"}
+    webhook_id = (await client.post("/v1/webhooks", json=hook)).json()["data"]["id"]
+    resp = await client.post(
+        "/v1/inference/batch",
+        json={"input_file_base64": b64(lines("q", 40))},
+        headers={"X-Emulator-Scenario": FLAKY},
+    )
+    batch = resp.json()["data"]
+    await h.settle()
+    url = (await h.batch(batch["id"], client))["results_url"]
+    async with h.client_for(None) as anon:
+        rows = [orjson.loads(line) for line in (await anon.get(url)).content.splitlines()]
+    failed = {r["custom_id"]: r["error"]["code"] for r in rows if r["status"] == "error"}
+    return {"ids": (file_id, webhook_id, batch["id"]), "failed": failed}
+
+
+async def test_a_tenants_ids_and_faults_do_not_depend_on_other_tenants(
+    make_emu: MakeEmu,
+) -> None:
+    alone = await make_emu()
+    mine = await tenant_story(alone, alone.client)
+    crowded = await make_emu()
+    async with crowded.client_for(key("busy")) as busy:
+        await tenant_story(crowded, busy)  # another tenant made objects of every kind first
+        await crowded.submit(lines("b", 5), client=busy)
+        await crowded.advance(3600)
+    assert await tenant_story(crowded, crowded.client) == mine
+    assert 0 < len(mine["failed"]) < 40 and set(mine["failed"].values()) == {"BACKEND_ERROR"}

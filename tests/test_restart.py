@@ -181,6 +181,27 @@ async def test_a_database_with_journal_rows_keeps_them_as_its_first_page(
     assert sorted(r[0] for r in tables) == ["journal_forgotten", "journal_pages"]
 
 
+async def test_ids_continue_after_a_restart_as_without_one(
+    make_emu: MakeEmu, tmp_path: Path
+) -> None:
+    async def three_files(
+        h: Harness, restart_after: int | None = None
+    ) -> tuple[Harness, list[str]]:
+        ids = []
+        for n in range(3):
+            files = {"file": (f"{n}.jsonl", b'{"x": 1}\n', "application/jsonl")}
+            ids.append(ok(await h.client.post("/v1/files", files=files))["id"])
+            if n == restart_after:
+                # the newest file goes first: its id is not given again after the restart
+                assert (await h.client.delete(f"/v1/files/{ids[-1]}")).status_code == 200
+                h = await restart(make_emu, h, str(tmp_path / "restarted.db"))
+        return h, ids
+
+    _, straight = await three_files(await make_emu(db=str(tmp_path / "straight.db")))
+    _, restarted = await three_files(await make_emu(db=str(tmp_path / "restarted.db")), 1)
+    assert restarted == straight and len(set(straight)) == 3
+
+
 # --- real servers --------------------------------------------------------------------------------
 
 

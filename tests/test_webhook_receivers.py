@@ -62,6 +62,7 @@ async def test_a_hanging_receiver_stalls_neither_batches_nor_the_api(emu: Harnes
             # while the receiver holds the delivery: the API answers, batches run and finish
             second = await emu.submit([chat_line("r2")])
             await emu.core.worker.run_due()
+            await emu.core.sender.run_due(wait=False)  # its event, as the background loop makes it
             assert (await emu.batch(second["id"]))["status"] == "completed"
             assert (await emu.client.get("/v1/webhooks")).status_code == 200
             held = await deliveries(emu, hook["id"])

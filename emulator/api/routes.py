@@ -68,7 +68,7 @@ ROUTES: list[Route] = [
     Op("/v1/webhooks/{webhook_id}/deliveries", webhooks.list_deliveries, "GET", "Deliveries, newest first (status, since, limit, cursor)"),
     # control plane
     Op("/_emulator/health", control.health, "GET", "Liveness and version"),
-    Op("/_emulator/reset", control.reset, "POST", "Clear everything, or one tenant ({tenant_id} or {api_key})"),
+    Op("/_emulator/reset", control.reset, "POST", "Clear everything, or tenants ({tenant_id}, {api_key} or {tenant_ids}); {clock}: then freeze the clock there"),
     Op("/_emulator/clock", control.get_clock, "GET", "Read the clock"),
     Op("/_emulator/clock", control.set_clock, "PUT", "Set mode, scale and/or start"),
     Op("/_emulator/clock/advance", control.advance_clock, "POST", "Advance the clock ({seconds|minutes|hours})"),

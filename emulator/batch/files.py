@@ -61,7 +61,7 @@ class Files:
         max_input_bytes: int = Settings.max_input_bytes,
     ) -> None:
         self.store, self.clock = store, clock
-        self.ids = ids or Ids(0)
+        self.ids = ids or Ids(0, store)
         self.max_input_bytes = max_input_bytes
         self._seq = itertools.count(1)
 
@@ -134,7 +134,7 @@ class Files:
     ) -> FileRecord:
         record = FileRecord(
             seq=content.seq,
-            id=self.ids.make("file-", "file", content.seq),
+            id=await self.ids.mint("file-", "file", tenant_id),
             tenant_id=tenant_id,
             filename=filename,
             purpose=purpose,

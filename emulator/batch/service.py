@@ -130,7 +130,7 @@ class Batches:
         sources: Sources | None = None,
     ) -> None:
         self.store, self.clock, self.worker = store, clock, worker
-        self.ids = ids or Ids(0)
+        self.ids = ids or Ids(0, store)
         self.files = files or Files(store, clock, self.ids)
         self.scenarios = scenarios or worker.scenarios
         self.signer = signer or Signer(0)
@@ -180,7 +180,7 @@ class Batches:
             )
         now = self.clock.now()
         seq = next(self._seq)
-        batch_id = self.ids.make("batch_", "batch", seq)
+        batch_id = await self.ids.mint("batch_", "batch", tenant_id)
         plan = self.scenarios.plan(scenario, batch_id)
         batch = BatchRecord(
             seq=seq,

@@ -94,45 +94,45 @@ class Events:
         self._events = itertools.count(1)
         self._deliveries = itertools.count(1)
 
-    def _event(
+    async def _event(
         self, event_type: str, source: str, tenant: str, partner: str, payload: dict[str, Any]
     ) -> EventRecord:
+        event_id = await self.ids.mint("evt_", "event", tenant)
         seq, now = next(self._events), self.clock.now()
-        event_id = self.ids.make("evt_", "event", seq)
         body = wire.event(event_type, event_id, source, tenant, partner, payload, now)
         return EventRecord(seq, event_id, tenant, event_type, body, now)
 
-    def for_batch(self, b: BatchRecord) -> EventRecord:
+    async def for_batch(self, b: BatchRecord) -> EventRecord:
         """The event of a batch's final status. Its results link is minted now (valid an hour
         of emulator time, as every results link); a later status call gives a fresh one."""
         base = b.extra.get("base_url") or self.base_url
         payload = wire.batch_event_payload(b, *self.batches.results_link(b, base))
         event_type = BATCH_EVENTS[b.status]
         partner = self.tenancy.partner_of(b.tenant_id)
-        event = self._event(event_type, _SOURCES[event_type], b.tenant_id, partner, payload)
+        event = await self._event(event_type, _SOURCES[event_type], b.tenant_id, partner, payload)
         event.batch_seq = b.seq
         return event
 
-    def test_event(self, w: WebhookRecord) -> EventRecord:
+    async def test_event(self, w: WebhookRecord) -> EventRecord:
         payload = {"webhook_id": w.id, "message": "A test event from the ScaiGrid emulator."}
-        return self._event(TEST, _WEBHOOK_SOURCE, w.tenant_id, w.partner_id, payload)
+        return await self._event(TEST, _WEBHOOK_SOURCE, w.tenant_id, w.partner_id, payload)
 
-    def auto_disabled(self, w: WebhookRecord) -> EventRecord:
+    async def auto_disabled(self, w: WebhookRecord) -> EventRecord:
         payload = {
             "webhook_id": w.id,
             "url": w.url,
             "consecutive_failures": w.consecutive_failures,
             "disabled_at": iso_or_none(w.disabled_at),
         }
-        return self._event(AUTO_DISABLED, _WEBHOOK_SOURCE, w.tenant_id, w.partner_id, payload)
+        return await self._event(AUTO_DISABLED, _WEBHOOK_SOURCE, w.tenant_id, w.partner_id, payload)
 
-    def delivery(
+    async def delivery(
         self, e: EventRecord, w: WebhookRecord, due: float, chaos: dict[str, Any] | None = None
     ) -> DeliveryRecord:
-        seq = next(self._deliveries)
+        delivery_id = await self.ids.mint("del_", "delivery", w.tenant_id)
         return DeliveryRecord(
-            seq=seq,
-            id=self.ids.make("del_", "delivery", seq),
+            seq=next(self._deliveries),
+            id=delivery_id,
             webhook_seq=w.seq,
             event_seq=e.seq,
             created_at=e.created_at,

@@ -157,7 +157,7 @@ class Sender:
         for seq in self.outbox.pending():
             batch = await self.store.get_batch_by_seq(seq)
             if batch is not None and is_final(batch.status):
-                event = self.events.for_batch(batch)
+                event = await self.events.for_batch(batch)
                 await self.store.insert_event(event, await self._deliveries(event))
             self.outbox.done(seq)
 
@@ -171,7 +171,7 @@ class Sender:
             if w.status != "active" or event.type not in w.events or w.seq == skip:
                 continue
             for delay, decided in chaos.plan(scenario.webhooks, seed, event.id, w.id):
-                out.append(self.events.delivery(event, w, event.created_at + delay, decided))
+                out.append(await self.events.delivery(event, w, event.created_at + delay, decided))
         return out
 
     # --- one webhook ---------------------------------------------------------------------------
@@ -221,9 +221,9 @@ class Sender:
     async def send_test(self, w: WebhookRecord) -> DeliveryRecord:
         """A synthetic event, sent at once and once: its outcome is the answer. It is not
         retried and does not count towards auto-disable (it is a diagnosis, not traffic)."""
-        event = self.events.test_event(w)
+        event = await self.events.test_event(w)
         now = self.clock.now()
-        d = self.events.delivery(event, w, now)
+        d = await self.events.delivery(event, w, now)
         d.attempts = 1
         outcome = await self.attempt(w, d, event, now)
         self._settle(d, outcome, now)
@@ -237,7 +237,7 @@ class Sender:
         """Fifty failures in a row: the webhook goes inactive, and the tenant's other webhooks
         that subscribe to it hear so."""
         w.status, w.disabled_at, w.updated_at = "inactive", now, now
-        event = self.events.auto_disabled(w)
+        event = await self.events.auto_disabled(w)
         if await self.store.disable_webhook(w, event, await self._deliveries(event, w.seq)):
             log.warning("webhook %s disabled: %d failures in a row", w.id, w.consecutive_failures)
             self.kick()

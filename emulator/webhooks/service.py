@@ -115,10 +115,11 @@ class Webhooks:
 
     async def create(self, principal: Principal, body: dict[str, Any]) -> WebhookRecord:
         given = check_body(body, creating=True)
+        webhook_id = await self.ids.mint("wh_", "webhook", principal.tenant_id)
         seq, now = next(self._seq), self.clock.now()
         w = WebhookRecord(
             seq=seq,
-            id=self.ids.make("wh_", "webhook", seq),
+            id=webhook_id,
             tenant_id=principal.tenant_id,
             partner_id=principal.partner_id,
             url=given["url"],
