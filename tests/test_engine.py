@@ -807,9 +807,9 @@ def test_a_schema_that_asks_for_too_much_is_answered_at_once(schema: dict[str, A
 def test_the_word_list_read_from_fakers_source_is_the_one_faker_imports() -> None:
     """`words()` reads Faker's English lorem words from the provider's source, not by importing
     Faker (~0.15 s); the import is its fallback. Both give the same tuple."""
-    from emulator.inference import jsonfake
+    from emulator.inference import fakestrings
 
-    from_source = jsonfake._words_from_source()
+    from_source = fakestrings._words_from_source()
     assert from_source is not None
-    assert from_source == jsonfake._words_from_faker()
-    assert jsonfake.words() == from_source
+    assert from_source == fakestrings._words_from_faker()
+    assert fakestrings.words() == from_source

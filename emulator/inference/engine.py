@@ -51,8 +51,9 @@ from emulator.errors import RouteNotFound
 from emulator.inference.catalogue import Catalogue
 from emulator.inference.checks import check_request
 from emulator.inference.embeddings import Embedder, float32_base64
+from emulator.inference.fakestrings import words
 from emulator.inference.images import image_name, png_for, size_for
-from emulator.inference.jsonfake import fake_value, words
+from emulator.inference.jsonfake import fake_value
 from emulator.records import Model
 
 __all__ = ["Engine", "canonical", "estimate_tokens", "png_for", "prompt_tokens"]
