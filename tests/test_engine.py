@@ -793,6 +793,8 @@ def test_usage_helper_reads_each_shape(engine: Engine) -> None:
         {"type": "string", "minLength": 10**12},
         {"type": "array", "minItems": 10**9, "items": {"type": "integer"}},
         {"type": "object", "minProperties": 10**9},
+        {"type": "string", "pattern": "^a{1000000000}$"},
+        {"type": "string", "pattern": "((a{1000}){1000}){1000}", "minLength": 10**9},
     ],
 )
 def test_a_schema_that_asks_for_too_much_is_answered_at_once(schema: dict[str, Any]) -> None:

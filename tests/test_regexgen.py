@@ -113,3 +113,11 @@ def test_searches_tells_a_match_and_what_python_cannot_compile() -> None:
     assert searches(r"\d{3}", "ab123") is True
     assert searches(r"^\d{3}$", "ab123") is False
     assert searches("(unclosed", "x") is None
+
+
+@pytest.mark.parametrize("pattern", [r"^\d{2000}$", r"^a{1000000000}$", r"^(ab){3000,}$"])
+def test_a_long_exact_repetition_is_drawn_up_to_the_cap(pattern: str) -> None:
+    text = matching(pattern, random.Random(1), words(), cap=4096)
+    assert len(text) <= 4097 * 2
+    if len(text) <= 4096:
+        assert re.search(pattern, text)

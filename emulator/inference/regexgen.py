@@ -142,8 +142,7 @@ class _Drawer:
         elif isinstance(node, Alt):
             self.draw(self.option(node.options, want), want)
         elif isinstance(node, Repeat):
-            count = self.count(node, want)
-            self.sequence((node.node,) * count, want)
+            self.sequence((node.node,) * self.count(node, want), want)
         elif isinstance(node, Group):
             start = len(self.out)
             self.draw(node.node, want)
@@ -191,15 +190,18 @@ class _Drawer:
         return self.rng.choice(options)
 
     def count(self, node: Repeat, want: int | None) -> int:
-        most = self.cap if node.most is None else min(node.most, self.cap)
+        """How often a repeat repeats: never more than the cap has characters, so `a{1000000}`
+        stops there."""
+        least = min(node.least, self.cap + 1)
+        most = min(self.cap + 1 if node.most is None else node.most, self.cap + 1)
         if want is not None:
             low, high = self.span(node.node)
-            fewest = max(node.least, math.ceil(want / high) if 0 < high < math.inf else 0)
+            fewest = max(least, math.ceil(want / high) if 0 < high < math.inf else 0)
             fewest = max(fewest, 1) if want > 0 and high == math.inf else fewest
             most = min(most, want // low) if low else min(most, fewest + _SPREAD)
             return self.rng.randint(fewest, most) if fewest <= most else min(fewest, most)
         if self.mode == "short":
-            return node.least
+            return least
         if self.mode == "long":
-            return min(node.least + 4 * _SPREAD if node.most is None else node.most, self.cap)
-        return self.rng.randint(node.least, min(most, node.least + _SPREAD))
+            return most if node.most is not None else min(least + 4 * _SPREAD, most)
+        return self.rng.randint(least, min(most, least + _SPREAD))

@@ -140,7 +140,6 @@ def _pool(ranges: Sequence[tuple[int, int]], negated: bool, wide: bool) -> str:
 # --- the parser -----------------------------------------------------------------------------------
 
 _QUANTIFIER = re.compile(r"\{(\d*)(,(\d*))?\}")
-_MAX_REPEAT = 1000  # {n,m} bounds past this are a schema asking for too much; the caller caps
 
 
 class _Parser:
@@ -201,8 +200,7 @@ class _Parser:
             raise Unsupported("a quantifier follows a quantifier")
         if isinstance(node, Nothing):
             return node
-        cap = _MAX_REPEAT
-        return Repeat(node, min(least, cap), None if most is None else min(most, cap))
+        return Repeat(node, least, most)
 
     def atom(self) -> Node:
         char = self.take()
