@@ -51,8 +51,9 @@ from emulator.errors import RouteNotFound
 from emulator.inference.catalogue import Catalogue
 from emulator.inference.checks import check_request
 from emulator.inference.embeddings import Embedder, float32_base64
-from emulator.inference.images import png_for
-from emulator.inference.jsonfake import fake_value, words
+from emulator.inference.fakestrings import words
+from emulator.inference.images import image_name, png_for, size_for
+from emulator.inference.jsonfake import fake_value
 from emulator.records import Model
 
 __all__ = ["Engine", "canonical", "estimate_tokens", "png_for", "prompt_tokens"]
@@ -163,9 +164,10 @@ def _build_corpus(seed: int) -> list[str]:
 
 
 class Links(Protocol):
-    """Mints the URL an image is served at (`emulator.inference.images.ImageLinks`)."""
+    """Mints the URL an image is served at (`emulator.inference.images.ImageLinks`), from the
+    image's name (`emulator.inference.images.image_name`: its digest and size)."""
 
-    def url(self, digest: str, base_url: str | None) -> str: ...
+    def url(self, name: str, base_url: str | None) -> str: ...
 
 
 # (content, tool_calls, finish_reason): a plain tuple, as a NamedTuple's __new__ runs in Python.
@@ -337,13 +339,14 @@ class Engine:
         count = body.get("n") or 1
         # "url" is the default; without links only b64_json can be served.
         links = self.links if body.get("response_format") != "b64_json" else None
+        size = size_for(model, body.get("size"))
         data = []
         for i in range(count):
             image = hashlib.sha256(digest + b"image" + bytes((i,))).hexdigest()[:32]
             item: dict[str, Any] = (
-                {"url": links.url(image, base_url)}
+                {"url": links.url(image_name(image, size), base_url)}
                 if links is not None
-                else {"b64_json": base64.b64encode(png_for(image)).decode("ascii")}
+                else {"b64_json": base64.b64encode(png_for(image, size)).decode("ascii")}
             )
             if model.slug in _REVISES_PROMPT:
                 item["revised_prompt"] = self._revised_prompt(body["prompt"], digest, i)
