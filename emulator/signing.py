@@ -1,4 +1,5 @@
-"""Pre-signed URLs: an expiry instant (emulator clock) and an HMAC over path and expiry.
+"""Pre-signed URLs: an expiry instant (emulator clock, in Unix milliseconds, as precise as every
+timestamp the emulator writes) and an HMAC over path and expiry.
 
 Used for batch results URLs and image URLs, which the real service also serves as short-lived
 pre-signed links that need no Authorization header.
@@ -25,7 +26,9 @@ class Signer:
     def signature(self, path: str, expires: int) -> str:
         return hmac.new(self._secret, f"{path}\n{expires}".encode(), hashlib.sha256).hexdigest()
 
-    def query(self, path: str, expires: int) -> str:
+    def query(self, path: str, expires_at: float) -> str:
+        """`expires=MS&signature=HEX` for a link valid until the instant `expires_at`."""
+        expires = round(expires_at * 1000)
         return f"expires={expires}&signature={self.signature(path, expires)}"
 
     def verify(self, path: str, expires: str | None, signature: str | None, now: float) -> None:
@@ -35,5 +38,5 @@ class Signer:
             raise ResultsUrlInvalid()
         if not hmac.compare_digest(self.signature(path, int(expires)), signature):
             raise ResultsUrlInvalid()
-        if now >= int(expires):
+        if now * 1000 >= int(expires):
             raise ResultsUrlExpired()

@@ -1307,6 +1307,9 @@ async def test_a_batch_that_never_started_expires_whole(
     done = await emu.batch(b["id"])
     assert (done["status"], done["completed_count"], done["failed_count"]) == ("completed", 0, 2)
     assert done["completed_at"] == at(4 * 3600)
+    # The contract's flow is pending -> processing -> completed: the batch passes through
+    # processing at the instant its window closes, so nothing could run (README, assumptions).
+    assert done["started_at"] == done["expires_at"] == done["completed_at"]
     results = await emu.results(b["id"])
     assert {r["error"]["code"] for r in results} == {"COMPLETION_WINDOW_EXPIRED"}
 
@@ -1523,3 +1526,18 @@ async def test_the_same_run_before_and_after_a_restart_gives_identical_results(
     assert await emu.results(b["id"]) == expected_results
     for name in ("status", "total_count", "completed_count", "failed_count", "usage", "cost"):
         assert done[name] == expected[name], name
+
+
+async def test_results_expire_an_hour_to_the_millisecond_after_the_status_call(
+    emu: Harness,
+) -> None:
+    """A results URL minted at 10:00:00.400 is valid until 11:00:00.400, not 11:00:00."""
+    b = await emu.submit([chat_line("a")])
+    await emu.advance(0.4)
+    done = await emu.batch(b["id"])
+    assert done["results_expires_at"] == at(3600.4)
+    async with emu.client_for(None) as anon:
+        await emu.advance(3599.999)
+        assert (await anon.get(done["results_url"])).status_code == 200
+        await emu.advance(0.001)
+        assert_error(await anon.get(done["results_url"]), 403, "RESULTS_URL_EXPIRED")

@@ -349,7 +349,7 @@ async def test_batch_timestamps_follow_the_clock(emu: Harness) -> None:
     assert done["status"] == "completed"
     assert done["started_at"] == done["completed_at"] == now
     assert done["results_expires_at"] == "2026-01-01T06:00:00.000Z"
-    assert f"expires={int(START.timestamp()) + 6 * 3600}" in done["results_url"]
+    assert f"expires={(int(START.timestamp()) + 6 * 3600) * 1000}" in done["results_url"]
 
 
 async def test_results_url_expiry_follows_the_clock(emu: Harness) -> None:

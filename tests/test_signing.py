@@ -12,10 +12,12 @@ PATH = "/v1/inference/batch/b/results"
 
 
 def test_a_valid_link_passes_until_it_expires() -> None:
-    sig = SIGNER.signature(PATH, 100)
-    SIGNER.verify(PATH, "100", sig, now=99.9)
+    """`expires` is in Unix milliseconds: a link minted for an instant expires at it exactly."""
+    sig = SIGNER.signature(PATH, 100_250)
+    SIGNER.verify(PATH, "100250", sig, now=100.249)
     with pytest.raises(ResultsUrlExpired):
-        SIGNER.verify(PATH, "100", sig, now=100)
+        SIGNER.verify(PATH, "100250", sig, now=100.25)
+    assert SIGNER.query(PATH, 100.25) == f"expires=100250&signature={sig}"
 
 
 @pytest.mark.parametrize("expires", ["", "-1", "1e3", "²", "١٠٠", " 100", "100 "])

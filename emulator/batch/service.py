@@ -268,9 +268,9 @@ class Batches:
         """A fresh pre-signed results URL and its expiry for a finished batch; else (None, None)."""
         if batch.status not in (BatchStatus.COMPLETED, BatchStatus.CANCELLED):
             return None, None
-        expires = int(self.clock.now()) + RESULTS_URL_TTL
+        expires = self.clock.now() + RESULTS_URL_TTL  # to the millisecond, as timestamps are
         path = f"/v1/inference/batch/{batch.id}/results"
-        return f"{base_url.rstrip('/')}{path}?{self.signer.query(path, expires)}", float(expires)
+        return f"{base_url.rstrip('/')}{path}?{self.signer.query(path, expires)}", expires
 
     def to_wire(self, batch: BatchRecord, base_url: str) -> dict[str, Any]:
         return wire.batch(batch, *self.results_link(batch, base_url))

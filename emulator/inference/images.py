@@ -130,6 +130,6 @@ class ImageLinks:
 
     def url(self, name: str, base_url: str | None = None) -> str:
         path = f"/v1/inference/images/{name}.png"
-        expires = int(self.clock.now()) + IMAGE_URL_TTL
+        expires = self.clock.now() + IMAGE_URL_TTL
         base = (base_url or self.base_url).rstrip("/")
         return f"{base}{path}?{self.signer.query(path, expires)}"
