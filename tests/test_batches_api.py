@@ -1541,3 +1541,32 @@ async def test_results_expire_an_hour_to_the_millisecond_after_the_status_call(
         assert (await anon.get(done["results_url"])).status_code == 200
         await emu.advance(0.001)
         assert_error(await anon.get(done["results_url"]), 403, "RESULTS_URL_EXPIRED")
+
+
+async def test_models_of_different_discounts_show_the_overall_discount_applied(
+    make_emu: MakeEmu, tmp_path: Path
+) -> None:
+    """`cost.discount` is what the batch was actually discounted overall, 1 - amount / live: a
+    batch of models with different rates shows their blend (weighted by live cost), which is
+    no one model's rate; each model's own is its `batch_discount` (README, assumptions)."""
+    models = tmp_path / "models.yaml"
+    models.write_text(
+        "models:\n"
+        "  - {slug: acme/cheap, modality: chat, context_window: 8000, max_output_tokens: 1000,"
+        " input_price_per_mtok: '1.00',"
+        " output_price_per_mtok: '1.00',"
+        " batch_discount: {'24h': '0.50', '4h': '0.30', '1h': '0.15'}}\n"
+        "  - {slug: acme/dear, modality: chat, context_window: 8000, max_output_tokens: 1000,"
+        " input_price_per_mtok: '1.00',"
+        " output_price_per_mtok: '1.00',"
+        " batch_discount: {'24h': '0.10', '4h': '0.05', '1h': '0.00'}}\n",
+        encoding="utf-8",
+    )
+    emu = await make_emu(models=models)
+    final, _ = await run(
+        emu, [chat_line("a", model="acme/cheap"), chat_line("b", model="acme/dear")]
+    )
+    live, amount = Decimal(final["cost"]["live"]), Decimal(final["cost"]["amount"])
+    discount = Decimal(final["cost"]["discount"])
+    assert Decimal("0.10") < discount < Decimal("0.50")
+    assert abs(discount - (live - amount) / live) <= Decimal("0.005")  # shown to 2 places
