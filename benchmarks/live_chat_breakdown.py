@@ -131,7 +131,7 @@ async def ladder(n: int, profile: bool) -> list[tuple[str, float]]:
         fixed: Callable[..., dict[str, Any]] = lambda *a, **k: bare_app.COMPLETION  # noqa: E731
         core.engine.infer = fixed  # type: ignore[method-assign]
         rungs.append(("- engine", await cpu_us_per_call(create_app(core=core), n)))
-        context = [Middleware(RequestContext, core=core)]
+        context = [Middleware(RequestContext, core=core, routes=ROUTES)]
         rungs.append(("- scenario gate", await cpu_us_per_call(app_with(core, context), n)))
         core.ids.request_id = lambda: "req_constant"  # type: ignore[method-assign]
         rungs.append(("- request id", await cpu_us_per_call(app_with(core, context), n)))

@@ -23,6 +23,7 @@ from emulator.inference.engine import Engine
 from emulator.inference.images import ImageLinks
 from emulator.inference.live import Live
 from emulator.journal import Journal
+from emulator.metrics import Metrics
 from emulator.scenario.effects import ApiEffects
 from emulator.scenario.registry import Scenarios
 from emulator.settings import Settings
@@ -61,19 +62,21 @@ class Emulator:
         self.ids = Ids(settings.seed, self.store)
         self.signer = Signer(settings.seed)
         self.journal = Journal(self.clock.now, budget=settings.journal_bytes)
+        self.metrics = Metrics()
         self.durable = Durable(self.store, self.clock, self.journal)
         self.scenarios = Scenarios(settings.scenario, settings.seed)
         self.effects = ApiEffects()
         links = ImageLinks(self.signer, self.clock, settings.base_url)
         self.engine = Engine(settings.seed, self.catalogue, links)
-        self.live = Live(self.engine, self.clock, self.scenarios)
+        self.live = Live(self.engine, self.clock, self.scenarios, self.metrics)
         config = SourceConfig(settings.scaidrive_root, settings.s3_endpoint_url)
         self.sources = Sources(config, http)
         self.files = Files(self.store, self.clock, self.ids, settings.max_input_bytes)
         self.outbox = Outbox()
         self.worker = Worker(
-            self.store, self.clock, self.engine, self.scenarios, on_final=self.outbox.batch_final
-        )
+            self.store, self.clock, self.engine, self.scenarios,
+            on_final=self.outbox.batch_final, metrics=self.metrics,
+        )  # fmt: skip
         self.batches = Batches(
             self.store, self.clock, self.worker,
             files=self.files, ids=self.ids, scenarios=self.scenarios, signer=self.signer,
@@ -84,8 +87,9 @@ class Emulator:
             self.store, self.clock, self.ids, self.batches, self.tenancy, settings.base_url
         )
         self.sender = Sender(
-            self.store, self.clock, self.events, self.outbox, self.scenarios, webhook_http
-        )
+            self.store, self.clock, self.events, self.outbox, self.scenarios, webhook_http,
+            metrics=self.metrics,
+        )  # fmt: skip
         self.webhooks = Webhooks(self.store, self.clock, self.ids, self.sender)
         self.sinks = Sinks(self.clock)
         self.started = False

@@ -491,6 +491,14 @@ class Store:
         rows = await self._all(_BATCH_SELECT + " WHERE tenant_id = ? ORDER BY seq", (tenant_id,))
         return [_batch(r) for r in rows]
 
+    async def batch_census(self) -> list[tuple[str, int, int]]:
+        """(status, batches, requests not yet run) for each status any batch has (metrics)."""
+        sql = (
+            "SELECT status, COUNT(*), SUM(MAX(total_count - completed_count - failed_count, 0))"
+            " FROM batches GROUP BY status"
+        )
+        return [(str(s), int(n), int(left or 0)) for s, n, left in await self._all(sql)]
+
     async def all_files(self, tenant_id: str | None = None) -> list[FileRecord]:
         sql, args = f"SELECT {_FILE_COLUMNS} FROM files", []
         if tenant_id is not None:

@@ -16,15 +16,37 @@ from typing import Any
 
 import orjson
 
-from emulator.clock import iso, iso_or_none
+from emulator.clock import MODES, iso, iso_or_none
 from emulator.errors import EmulatorError, ValidationError
 from emulator.records import BatchRecord, DeliveryRecord, FileRecord, Model, WebhookRecord
+from emulator.schema import (
+    Components,
+    Param,
+    Schema,
+    array,
+    boolean,
+    const,
+    enum,
+    instant,
+    integer,
+    mapping,
+    nullable,
+    number,
+    obj,
+    one_of,
+    string,
+)
+from emulator.status import BatchStatus
+from emulator.verdict import CHECKS
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
 MAX_SEQ = 2**63 - 1  # SQLite's largest integer
 _MONEY = Decimal("0.000001")
 _FRACTION = Decimal("0.01")
+
+#: the named schemas of this module's shapes, each declared beside the function that builds it
+COMPONENTS = Components()
 
 
 # --- envelopes -----------------------------------------------------------------------------------
@@ -53,7 +75,62 @@ def error(err: EmulatorError, request_id: str) -> dict[str, Any]:
     return {"status": "error", "error": err.to_dict(), "meta": {"request_id": request_id}}
 
 
+def ok_of(data: Schema) -> Schema:
+    """The schema of `ok(data)`."""
+    return obj({"status": const("ok"), "data": data})
+
+
+PAGINATION = COMPONENTS.add(
+    "Pagination",
+    obj({"has_more": boolean(), "next_cursor": nullable(string("the next page's `cursor`"))}),
+)
+
+
+def page_of(item: Schema) -> Schema:
+    """The schema of `page(items, ...)`."""
+    return obj(
+        {"status": const("ok"), "data": obj({"items": array(item)}), "pagination": PAGINATION}
+    )
+
+
+def items_of(item: Schema) -> Schema:
+    """The schema of `{"items": [...]}`, a whole list with no pages (control routes' data)."""
+    return obj({"items": array(item)})
+
+
+#: one problem of an error's `details`: the field or input line it is about, and what is wrong
+_DETAIL = obj({"message": string()}, {"field": string(), "line": integer(1)}, extra=True)
+ERROR_OBJECT = COMPONENTS.add(
+    "ErrorObject",
+    obj(
+        {"code": string("a ScaiGrid error code (VALIDATION_ERROR, BATCH_NOT_FOUND, ...)"),
+         "message": string()},
+        {"retry_after": integer(0, description="seconds to wait before retrying"),
+         "details": array(_DETAIL)},
+    ),
+)  # fmt: skip
+ERROR = COMPONENTS.add(
+    "Error",
+    obj({"status": const("error"), "error": ERROR_OBJECT, "meta": obj({"request_id": string()})}),
+)
+
+
 # --- pagination --------------------------------------------------------------------------------
+
+
+LIMIT = Param(
+    "limit",
+    integer(1, MAX_LIMIT, default=DEFAULT_LIMIT),
+    f"an integer from 1 to {MAX_LIMIT}: the page size",
+)
+CURSOR = Param("cursor", string(), "the `next_cursor` of the previous page")
+#: the query of a plain paged list
+PAGED = (LIMIT, CURSOR)
+#: the query of a pre-signed link (results, an image): both are required, and checked
+SIGNED = (
+    Param("expires", string(pattern="^[0-9]+$"), "Unix seconds the link expires at", True),
+    Param("signature", string(minLength=1), "the link's HMAC signature", True),
+)
 
 
 def parse_limit(raw: str | None) -> int:
@@ -94,6 +171,20 @@ def decode_cursor(raw: str | None) -> int | None:
 # --- resources ---------------------------------------------------------------------------------
 
 
+_PRICE = string("a decimal amount of USD", pattern=r"^\d+(\.\d+)?$")
+MODEL = COMPONENTS.add(
+    "Model",
+    obj(
+        {"slug": string(), "display_name": string(), "modality": string(),
+         "context_window": integer(0), "status": string(),
+         "input_price_per_mtok": _PRICE, "output_price_per_mtok": _PRICE,
+         "batch_discount": mapping(string(), description="completion window -> discount")},
+        {"max_output_tokens": integer(1), "dimensions": integer(1), "price_per_image": _PRICE},
+        extra=True,  # a catalogue entry's own fields (health_status, ...) are shown as they are
+    ),
+)  # fmt: skip
+
+
 def model(m: Model) -> dict[str, Any]:
     out: dict[str, Any] = {
         "slug": m.slug,
@@ -115,6 +206,20 @@ def model(m: Model) -> dict[str, Any]:
     return out
 
 
+FILE = COMPONENTS.add(
+    "File",
+    obj(
+        {"id": string(), "object": const("file"), "filename": string(), "bytes": integer(0),
+         "purpose": string(), "line_count": integer(0), "sha256": string(pattern="^[0-9a-f]{64}$"),
+         "created_at": instant(), "url": string("scaigrid://file/{id}")}
+    ),
+)  # fmt: skip
+DELETED = COMPONENTS.add(
+    "Deleted",
+    obj({"id": string(), "object": enum(("file", "webhook")), "deleted": const(True)}),
+)
+
+
 def file(f: FileRecord) -> dict[str, Any]:
     return {
         "id": f.id,
@@ -127,6 +232,36 @@ def file(f: FileRecord) -> dict[str, Any]:
         "created_at": iso(f.created_at),
         "url": f"scaigrid://file/{f.id}",
     }
+
+
+_TOKENS = obj({"input_tokens": integer(0), "output_tokens": integer(0),
+               "total_tokens": integer(0)})  # fmt: skip
+_MONEY_TEXT = string(pattern=r"^\d+\.\d{6}$")
+COST = obj(
+    {"currency": const("USD"), "live": _MONEY_TEXT, "discount": string(), "amount": _MONEY_TEXT}
+)
+#: a batch's metadata: at most this many keys, key length, value length (as OpenAI's)
+METADATA_LIMITS = (16, 64, 512)
+METADATA = mapping(
+    string(maxLength=METADATA_LIMITS[2]),
+    maxProperties=METADATA_LIMITS[0],
+    propertyNames={"maxLength": METADATA_LIMITS[1]},
+)
+BATCH = COMPONENTS.add(
+    "Batch",
+    obj(
+        {"id": string(pattern="^batch_"), "object": const("batch"),
+         "status": enum(s.value for s in BatchStatus),
+         "endpoint_completion_window": string(), "input_file_url": nullable(string()),
+         "input_file_id": nullable(string()), "metadata": METADATA,
+         "total_count": integer(0), "completed_count": integer(0), "failed_count": integer(0),
+         "created_at": instant(), "started_at": nullable(instant()),
+         "completed_at": nullable(instant()), "cancelled_at": nullable(instant()),
+         "failed_at": nullable(instant()), "expires_at": instant(),
+         "error": nullable(ERROR_OBJECT), "results_url": nullable(string(format="uri")),
+         "results_expires_at": nullable(instant()), "usage": _TOKENS, "cost": COST}
+    ),
+)  # fmt: skip
 
 
 def batch(
@@ -183,6 +318,17 @@ def result_line(custom_id: str, ok_: bool, payload: bytes) -> bytes:
 # --- webhooks ----------------------------------------------------------------------------------
 
 
+WEBHOOK = COMPONENTS.add(
+    "Webhook",
+    obj(
+        {"id": string(pattern="^wh_"), "object": const("webhook"), "url": string(format="uri"),
+         "events": array(string()), "status": string(), "max_retries": integer(0),
+         "consecutive_failures": integer(0), "disabled_at": nullable(instant()),
+         "created_at": instant(), "updated_at": instant()}
+    ),
+)  # fmt: skip
+
+
 def webhook(w: WebhookRecord) -> dict[str, Any]:
     """A webhook as its owner sees it: never its secret (write-only)."""
     return {
@@ -197,6 +343,19 @@ def webhook(w: WebhookRecord) -> dict[str, Any]:
         "created_at": iso(w.created_at),
         "updated_at": iso(w.updated_at),
     }
+
+
+DELIVERY = COMPONENTS.add(
+    "Delivery",
+    obj(
+        {"id": string(pattern="^del_"), "object": const("webhook_delivery"),
+         "webhook_id": string(), "event_id": string(), "event_type": string(),
+         "status": string(), "attempts": integer(0), "status_code": nullable(integer()),
+         "error_message": nullable(string()), "duration_ms": nullable(integer(0)),
+         "created_at": instant(), "last_attempt_at": nullable(instant()),
+         "next_attempt_at": nullable(instant())}
+    ),
+)  # fmt: skip
 
 
 def delivery(d: DeliveryRecord) -> dict[str, Any]:
@@ -215,6 +374,13 @@ def delivery(d: DeliveryRecord) -> dict[str, Any]:
         "last_attempt_at": iso_or_none(d.last_attempt_at),
         "next_attempt_at": iso_or_none(d.next_attempt_at),
     }
+
+
+TEST_DELIVERY = COMPONENTS.add(
+    "TestDelivery",
+    obj({"delivery_id": string(), "status_code": nullable(integer()),
+         "duration_ms": nullable(integer(0)), "error": nullable(string())}),
+)  # fmt: skip
 
 
 def test_delivery(d: DeliveryRecord) -> dict[str, Any]:
@@ -266,6 +432,14 @@ def batch_event_payload(
     }
 
 
+SINK_ITEM = COMPONENTS.add(
+    "SinkItem",
+    obj({"received_at": instant(), "headers": mapping(string()), "body": string(),
+         "status": integer(100, 599)}),
+)  # fmt: skip
+SINK_ACK = obj({"received": const(True)})
+
+
 def sink_item(
     received_at: float, headers: dict[str, str], body: str, status: int
 ) -> dict[str, Any]:
@@ -281,11 +455,18 @@ def sink_item(
 
 @dataclass(frozen=True, slots=True)
 class Key:
-    """One key of a control body: the JSON types it takes and how the error describes them."""
+    """One key of a control body: the JSON types it takes and how the error describes them;
+    `limits`, what the schema adds to the type (an enum, a bound) for the operation that checks
+    them (the clock's mode, an amount that may not be negative)."""
 
     types: tuple[type, ...]
     expected: str
     required: bool = False
+    limits: tuple[tuple[str, Any], ...] = ()
+
+    def schema(self) -> Schema:
+        kind = _SCHEMA_TYPES[self.types]
+        return {"type": kind, "description": self.expected, **dict(self.limits)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,26 +478,43 @@ class Body:
     one_of: tuple[str, ...] = ()
     need_one: bool = False
 
+    def schema(self) -> Schema:
+        """The JSON Schema of the body: the keys, no others, and the one-of rule."""
+        out = obj(
+            {name: key.schema() for name, key in self.keys.items() if key.required},
+            {name: key.schema() for name, key in self.keys.items() if not key.required},
+        )
+        if self.need_one:
+            out["oneOf"] = [{"required": [name]} for name in self.one_of]
+        elif self.one_of:
+            out["not"] = {"required": list(self.one_of)}
+        return out
+
 
 _STR = (str,)
 _NUMBER = (int, float)
-_AMOUNT = Key(_NUMBER, "a number")
+_SCHEMA_TYPES: dict[tuple[type, ...], str] = {
+    _STR: "string", _NUMBER: "number", (int,): "integer", (list,): "array"
+}  # fmt: skip
+_AMOUNT = Key(_NUMBER, "a number >= 0", limits=(("minimum", 0),))
 
 CONTROL_BODIES: dict[str, Body] = {
     "reset": Body(
         {
             "tenant_id": Key(_STR, "a tenant id string"),
             "api_key": Key(_STR, "an sgk_ key string"),
-            "tenant_ids": Key((list,), "an array of tenant id strings"),
-            "clock": Key(_STR, "an ISO-8601 instant string"),
+            "tenant_ids": Key(
+                (list,), "an array of tenant id strings", limits=(("items", {"type": "string"}),)
+            ),
+            "clock": Key(_STR, "an ISO-8601 instant string", limits=(("format", "date-time"),)),
         },
         one_of=("tenant_id", "api_key", "tenant_ids"),
     ),
     "clock": Body(
         {
-            "mode": Key(_STR, "one of real, scaled, frozen"),
-            "scale": Key(_NUMBER, "a number > 0"),
-            "start": Key(_STR, "an ISO-8601 instant string"),
+            "mode": Key(_STR, f"one of {', '.join(MODES)}", limits=(("enum", list(MODES)),)),
+            "scale": Key(_NUMBER, "a number > 0", limits=(("exclusiveMinimum", 0),)),
+            "start": Key(_STR, "an ISO-8601 instant string", limits=(("format", "date-time"),)),
         }
     ),
     "clock/advance": Body({"seconds": _AMOUNT, "minutes": _AMOUNT, "hours": _AMOUNT}),
@@ -331,12 +529,30 @@ CONTROL_BODIES: dict[str, Body] = {
     ),
 }
 
-#: the query parameters of the control routes that read with filters
-CONTROL_QUERIES: dict[str, frozenset[str]] = {
-    "journal": frozenset({"method", "path", "status", "tenant_id", "since", "until", "limit"}),
-    "verdict": frozenset({"tenant_id", "min_poll_interval", "rate_limit"}),
-    "state": frozenset({"tenant_id"}),
-}
+_TENANT_ID = Param("tenant_id", string(minLength=1), "a tenant id")
+_SINCE_UNTIL = "an ISO-8601 instant"
+
+#: the query parameters of the control routes that read with filters; a handler's 422 for a bad
+#: value says it must be the parameter's description
+CONTROL_QUERIES: dict[str, tuple[Param, ...]] = {
+    "journal": (
+        Param("method", string(pattern="^[A-Za-z]+$"), "an HTTP method (GET, POST, ...)"),
+        Param("path", string(pattern="^[/*]"),
+              "a path or a glob starting with / (/v1/inference/batch/*)"),
+        Param("status", string(pattern="^([1-5][0-9][0-9]|[1-5][xX][xX])$"),
+              "a status code (404) or a class (4xx)"),
+        _TENANT_ID,
+        Param("since", string(format="date-time"), _SINCE_UNTIL),
+        Param("until", string(format="date-time"), _SINCE_UNTIL),
+        Param("limit", integer(1), "an integer >= 1"),
+    ),
+    "verdict": (
+        _TENANT_ID,
+        Param("min_poll_interval", number(0), "a number of seconds >= 0"),
+        Param("rate_limit", integer(1), "an integer >= 1"),
+    ),
+    "state": (_TENANT_ID,),
+}  # fmt: skip
 
 _JSON_TYPES = {
     bool: "a boolean", int: "a number", float: "a number", str: "a string",
@@ -386,7 +602,7 @@ def control_body(route: str, body: dict[str, Any]) -> dict[str, Any]:
 
 def control_query(route: str, params: Sequence[str]) -> None:
     """A 422 naming every query parameter the control route `route` does not know."""
-    allowed = CONTROL_QUERIES[route]
+    allowed = {param.name for param in CONTROL_QUERIES[route]}
     known = ", ".join(sorted(allowed))
     problems: list[dict[str, Any]] = [
         {"field": name, "message": f"unknown query parameter (known: {known})"}
@@ -400,3 +616,98 @@ def control_query(route: str, params: Sequence[str]) -> None:
 def _invalid_keys(where: str, problems: list[dict[str, Any]]) -> ValidationError:
     listed = "; ".join(f"'{p['field']}' {p['message']}" for p in problems)
     return ValidationError(f"Invalid {where}: {listed}.", details=problems)
+
+
+# --- control-plane answers -----------------------------------------------------------------------
+# Built by `emulator.control` (and the clock, journal and verdict it asks); declared here with the
+# other native shapes.
+
+HEALTH = COMPONENTS.add(
+    "Health", obj({"status": enum(("healthy", "starting")), "version": string()})
+)
+CLOCK = COMPONENTS.add(
+    "Clock", obj({"now": instant(), "mode": enum(MODES), "scale": number(exclusiveMinimum=0)})
+)
+SEED = obj({"seed": integer()})
+RESET = obj(
+    {
+        "reset": one_of(
+            string("all, or the tenant id reset"),
+            array(string(), description="the tenant ids reset (given tenant_ids)"),
+        )
+    },
+    {"clock": CLOCK},
+)
+SCENARIO_SUMMARY = COMPONENTS.add(
+    "ScenarioSummary", obj({"name": string(), "description": string(), "source": string()})
+)
+SCENARIO = COMPONENTS.add(
+    "Scenario",
+    obj({"name": string(), "description": string(), "source": string(), "yaml": string()}),
+)
+SCENARIOS = COMPONENTS.add(
+    "Scenarios",
+    obj(
+        {
+            "bundled": array(SCENARIO_SUMMARY),
+            "global": SCENARIO_SUMMARY,
+            "tenants": mapping(SCENARIO_SUMMARY),
+        }
+    ),
+)
+TENANT = COMPONENTS.add(
+    "Tenant",
+    obj(
+        {"tenant_id": string(), "partner_id": string(),
+         "resolved_from": enum(("tenant_id", "api_key"))},
+        {"key_id": string(), "role": string(), "user_id": nullable(string())},
+    ),
+)  # fmt: skip
+_EXCHANGE_SIDE = nullable(
+    obj({"headers": mapping(string()), "body": string(), "size": integer(0),
+         "truncated": boolean()})
+)  # fmt: skip
+JOURNAL_ENTRY = COMPONENTS.add(
+    "JournalEntry",
+    obj(
+        {"time": instant(), "method": string(), "path": string(), "query": string(),
+         "status": integer(100, 599), "tenant_id": nullable(string()), "request_id": string(),
+         "request": _EXCHANGE_SIDE, "response": _EXCHANGE_SIDE}
+    ),
+)  # fmt: skip
+_EVIDENCE = obj(
+    {"request_id": string(), "time": instant(), "method": string(), "path": string(),
+     "status": integer(100, 599)},
+    extra=True,  # what each check adds (the gap, the Retry-After, ...)
+)  # fmt: skip
+VERDICT = COMPONENTS.add(
+    "Verdict",
+    obj(
+        {
+            "findings": array(
+                obj(
+                    {
+                        "check": enum(CHECKS),
+                        "tenant_id": nullable(string()),
+                        "subject": string(),
+                        "message": string(),
+                        "evidence": array(_EVIDENCE),
+                        "evidence_count": integer(0),
+                    }
+                )  # fmt: skip
+            ),
+            "thresholds": obj({"min_poll_interval": number(0), "rate_limit": integer(1)}),
+            "requests_judged": integer(0),
+        }
+    ),
+)
+_OWNED = {"type": "object", "required": ["tenant_id"]}
+STATE = COMPONENTS.add(
+    "State",
+    obj(
+        {"version": string(), "clock": CLOCK, "seed": integer(), "tenancy": string(),
+         "settings": mapping(nullable(string())), "scenarios": SCENARIOS,
+         "batches": array(_OWNED), "files": array(_OWNED), "webhooks": array(_OWNED),
+         "sinks": mapping(integer(0)), "journal_size": integer(0)},
+    ),
+)  # fmt: skip

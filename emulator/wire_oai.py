@@ -16,11 +16,29 @@ import orjson
 
 from emulator.errors import ERROR_CODES, EmulatorError, ValidationError
 from emulator.records import BatchRecord, FileRecord, Model
+from emulator.schema import (
+    Components,
+    Param,
+    Schema,
+    array,
+    boolean,
+    const,
+    enum,
+    integer,
+    mapping,
+    nullable,
+    obj,
+    string,
+)
+from emulator.status import OaiStatus
 
 BATCHES_LIMIT = (20, 100)  # default, maximum
 FILES_LIMIT = (10_000, 10_000)
 #: the `created` OpenAI's model objects carry; the catalogue has no dates (2024-01-01T00:00:00Z)
 MODEL_CREATED = 1_704_067_200
+
+#: the named schemas of this module's shapes, each declared beside the function that builds it
+COMPONENTS = Components()
 
 
 # --- result files --------------------------------------------------------------------------------
@@ -76,6 +94,15 @@ def native_code(oai_code: str) -> str:
 _NATIVE_CODES = {name: code for code, (_, name) in _ERROR_NAMES.items()}
 
 
+ERROR = COMPONENTS.add(
+    "OaiError",
+    obj(
+        {"error": obj({"message": string(), "type": string(), "param": nullable(string()),
+                       "code": nullable(string())})}
+    ),
+)  # fmt: skip
+
+
 def error(err: EmulatorError) -> dict[str, Any]:
     """The body of an error answer on the OpenAI surface."""
     field = next((d["field"] for d in err.details or () if "field" in d), None)
@@ -83,6 +110,14 @@ def error(err: EmulatorError) -> dict[str, Any]:
 
 
 # --- lists ---------------------------------------------------------------------------------------
+
+
+def page_of(item: Schema) -> Schema:
+    """The schema of `page(items, ...)`."""
+    return obj(
+        {"object": const("list"), "data": array(item), "first_id": nullable(string()),
+         "last_id": nullable(string()), "has_more": boolean()}
+    )  # fmt: skip
 
 
 def page(items: Sequence[dict[str, Any]], has_more: bool) -> dict[str, Any]:
@@ -94,6 +129,18 @@ def page(items: Sequence[dict[str, Any]], has_more: bool) -> dict[str, Any]:
         "last_id": items[-1]["id"] if items else None,
         "has_more": has_more,
     }
+
+
+AFTER = Param("after", string(), "the id the previous page ended with (its `last_id`)")
+
+
+def limit_param(bounds: tuple[int, int]) -> Param:
+    default, maximum = bounds
+    return Param(
+        "limit",
+        integer(1, maximum, default=default),
+        f"an integer from 1 to {maximum}: the page size",
+    )
 
 
 def parse_limit(raw: str | None, bounds: tuple[int, int]) -> int:
@@ -112,6 +159,19 @@ def parse_limit(raw: str | None, bounds: tuple[int, int]) -> int:
 # --- resources -----------------------------------------------------------------------------------
 
 
+FILE = COMPONENTS.add(
+    "OaiFile",
+    obj(
+        {"id": string(), "object": const("file"), "bytes": integer(0), "created_at": integer(0),
+         "filename": string(), "purpose": string(), "status": const("processed"),
+         "status_details": {"type": "null"}, "expires_at": {"type": "null"}}
+    ),
+)  # fmt: skip
+FILE_DELETED = COMPONENTS.add(
+    "OaiFileDeleted", obj({"id": string(), "object": const("file"), "deleted": const(True)})
+)
+
+
 def file(f: FileRecord) -> dict[str, Any]:
     return {
         "id": f.id,
@@ -128,6 +188,14 @@ def file(f: FileRecord) -> dict[str, Any]:
 
 def file_deleted(file_id: str) -> dict[str, Any]:
     return {"id": file_id, "object": "file", "deleted": True}
+
+
+MODEL = COMPONENTS.add(
+    "OaiModel",
+    obj({"id": string(), "object": const("model"), "created": integer(0),
+         "owned_by": string()}),
+)  # fmt: skip
+MODELS = COMPONENTS.add("OaiModelList", obj({"object": const("list"), "data": array(MODEL)}))
 
 
 def model(m: Model) -> dict[str, Any]:
@@ -154,6 +222,32 @@ class BatchFacts:
 
 def _int(ts: float | None) -> int | None:
     return None if ts is None else int(ts)
+
+
+_STAMP = nullable(integer(0))
+_BATCH_ERROR = obj({"code": string(), "message": string(), "param": nullable(string()),
+                    "line": nullable(integer(1))})  # fmt: skip
+BATCH = COMPONENTS.add(
+    "OaiBatch",
+    obj(
+        {"id": string(pattern="^batch_"), "object": const("batch"), "endpoint": string(),
+         "errors": nullable(obj({"object": const("list"), "data": array(_BATCH_ERROR)})),
+         "input_file_id": nullable(string()), "completion_window": string(),
+         "status": enum(s.value for s in OaiStatus),
+         "output_file_id": nullable(string()), "error_file_id": nullable(string()),
+         "created_at": integer(0), "in_progress_at": _STAMP, "expires_at": integer(0),
+         "finalizing_at": _STAMP, "completed_at": _STAMP, "failed_at": _STAMP,
+         "expired_at": _STAMP, "cancelling_at": _STAMP, "cancelled_at": _STAMP,
+         "request_counts": obj({"total": integer(0), "completed": integer(0),
+                                "failed": integer(0)}),
+         "metadata": nullable(mapping(string())),
+         "usage": obj({"input_tokens": integer(0),
+                       "input_tokens_details": obj({"cached_tokens": integer(0)}),
+                       "output_tokens": integer(0),
+                       "output_tokens_details": obj({"reasoning_tokens": integer(0)}),
+                       "total_tokens": integer(0)})}
+    ),
+)  # fmt: skip
 
 
 def batch(b: BatchRecord, facts: BatchFacts) -> dict[str, Any]:

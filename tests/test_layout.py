@@ -23,7 +23,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "emulator.clock", "emulator.ids", "emulator.signing", "emulator.store",
             "emulator.wire", "emulator.wire_oai", "emulator.journal", "emulator.tenancy",
             "emulator.durable", "emulator.verdict",
-            "emulator.yamlfile",
+            "emulator.yamlfile", "emulator.schema", "emulator.metrics",
         ),
     ),
     ("scenario", ("emulator.scenario",)),

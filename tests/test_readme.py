@@ -183,3 +183,22 @@ def test_the_two_commands_are_there() -> None:
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     test_command = next(b.strip() for b in blocks if ".venv/bin/pytest" in b)
     assert test_command in ci
+
+
+@pytest.mark.slow
+def test_health_and_metrics_example_runs_as_written(server: str, tmp_path: Path) -> None:
+    block = next(b for b in shell_blocks() if "/metrics" in b)
+    lines = run_block(block, server, tmp_path).strip().splitlines()
+    assert orjson.loads(lines[0])["data"]["status"] == "healthy"
+    assert (
+        'scaigrid_emulator_http_requests_total{route="/health",method="GET",status="200"} 1'
+        in lines
+    )
+    assert 'scaigrid_emulator_batches{status="pending"} 0' in lines
+
+
+@pytest.mark.slow
+def test_openapi_example_runs_as_written(server: str, tmp_path: Path) -> None:
+    block = next(b for b in shell_blocks() if "/openapi.json" in b)
+    assert run_block(block, server, tmp_path).strip() == "3.1.0 ['get', 'post']"
+    assert "prints `3.1.0 ['get', 'post']`" in README

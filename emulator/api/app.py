@@ -39,7 +39,10 @@ def create_app(
 
     app = EmulatorApp(
         routes=ROUTES,
-        middleware=[Middleware(RequestContext, core=core), Middleware(ScenarioGate, core=core)],
+        middleware=[
+            Middleware(RequestContext, core=core, routes=ROUTES),
+            Middleware(ScenarioGate, core=core),
+        ],
         exception_handlers={
             EmulatorError: on_emulator_error,
             HTTPException: on_http_exception,

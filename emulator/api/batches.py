@@ -7,6 +7,13 @@ from starlette.responses import Response
 
 from emulator import wire
 from emulator.api.http import JSON, Stream, caller, core_of, json_body
+from emulator.schema import Param, enum
+from emulator.status import BatchStatus
+
+LIST_QUERY = (
+    *wire.PAGED,
+    Param("status", enum(s.value for s in BatchStatus), "only batches with this status"),
+)
 
 
 def _base(request: Request) -> str:

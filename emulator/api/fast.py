@@ -96,6 +96,7 @@ class FastInference:
         finally:
             if status:
                 core.journal.record(scope, status, tenant_id, request_id, exchange)
+                core.metrics.request(route, "POST", status)  # its path is its template
 
     async def _general(
         self, scope: Scope, receive: Receive, send: Send, request_id: str, raw: bytes

@@ -14,6 +14,15 @@ from emulator.api.upload import open_upload
 from emulator.batch.files import PURPOSES
 from emulator.errors import ValidationError
 from emulator.records import FileRecord
+from emulator.schema import Param, enum, obj, string
+
+LIST_QUERY = (*wire.PAGED, Param("purpose", enum(PURPOSES), "only files with this purpose"))
+#: the multipart form of an upload: the file, and its purpose (`batch` when not given)
+FORM = obj(
+    {"file": string(contentMediaType="application/octet-stream")},
+    {"purpose": enum(PURPOSES)},
+    extra=True,
+)
 
 
 def _purpose(value: object) -> str:

@@ -48,6 +48,7 @@ class ScenarioGate:
         if effect.latency:
             await self._delay(effect.latency)
         if effect.error is not None:
+            self.core.metrics.faults[("api", effect.error.code)] += 1
             response = render_error(effect.error, scope["state"]["request_id"], scope["path"])
             await response(scope, receive, send)
             return

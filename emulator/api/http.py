@@ -4,17 +4,18 @@ middleware (request id, journal, last-resort error envelope) and the one error r
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
-from starlette.routing import Match, Route
+from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from emulator import wire, wire_oai
+from emulator.api.openapi import template
 from emulator.endpoints import OAI_PREFIX
 from emulator.errors import (
     EmulatorError,
@@ -24,6 +25,7 @@ from emulator.errors import (
     ValidationError,
 )
 from emulator.journal import Exchange
+from emulator.metrics import UNMATCHED
 from emulator.tenancy import Principal
 
 if TYPE_CHECKING:
@@ -184,13 +186,39 @@ def _allowed_methods(request: Request) -> list[str]:
     return sorted(methods)
 
 
-class RequestContext:
-    """Outermost middleware: gives each request an id, answers `X-Request-ID`, journals the
-    exchange, and turns any unexpected exception into `INTERNAL_ERROR` in the envelope."""
+class RouteNames:
+    """The template of the route a request went to, the label its metrics are counted under.
 
-    def __init__(self, app: ASGIApp, core: Emulator) -> None:
+    The router leaves the route's endpoint in the scope, so the usual answer is one lookup; a
+    request answered before routing (a scenario's fault) or by no route is matched here."""
+
+    def __init__(self, routes: Sequence[BaseRoute]) -> None:
+        self.routes = [r for r in routes if isinstance(r, Route)]
+        self.by_endpoint: dict[object, str] = {r.endpoint: template(r.path) for r in self.routes}
+
+    def of(self, scope: Scope) -> str:
+        name = self.by_endpoint.get(scope.get("endpoint"))
+        if name is not None:
+            return name
+        partial = UNMATCHED
+        for route in self.routes:
+            match = route.matches(scope)[0]
+            if match == Match.FULL:
+                return self.by_endpoint[route.endpoint]
+            if match == Match.PARTIAL and partial == UNMATCHED:
+                partial = self.by_endpoint[route.endpoint]  # a method the path does not take
+        return partial
+
+
+class RequestContext:
+    """Outermost middleware: gives each request an id, answers `X-Request-ID`, journals and
+    counts the exchange, and turns any unexpected exception into `INTERNAL_ERROR` in the
+    envelope."""
+
+    def __init__(self, app: ASGIApp, core: Emulator, routes: Sequence[BaseRoute]) -> None:
         self.app = app
         self.core = core
+        self.names = RouteNames(routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -241,3 +269,4 @@ class RequestContext:
             await response(scope, receive_tapped, send_with_id)
         finally:
             core.journal.record(scope, status, state.get("tenant_id"), request_id, exchange)
+            core.metrics.request(self.names.of(scope), scope["method"], status)

@@ -11,6 +11,13 @@ from emulator import wire
 from emulator.api.http import JSON, caller, core_of
 from emulator.errors import ValidationError
 from emulator.inference.catalogue import MODALITIES, STATUSES
+from emulator.schema import Param, enum
+
+LIST_QUERY = (
+    Param("modality", enum(MODALITIES), "only models of this modality"),
+    Param("status", enum(STATUSES), "only models with this status"),
+    *wire.PAGED,
+)
 
 
 def _choice(request: Request, name: str, allowed: tuple[str, ...]) -> str | None:

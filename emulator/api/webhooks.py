@@ -7,8 +7,15 @@ from starlette.responses import Response
 
 from emulator import wire
 from emulator.api.http import JSON, caller, core_of, json_body
+from emulator.schema import Param, enum, string
+from emulator.webhooks.policy import DELIVERY_STATUSES
 
 PERMISSION = "webhooks:manage"
+DELIVERIES_QUERY = (
+    Param("status", enum(DELIVERY_STATUSES), "only deliveries with this status"),
+    Param("since", string(format="date-time"), "only deliveries created at or after this instant"),
+    *wire.PAGED,
+)
 
 
 def _id(request: Request) -> str:

@@ -11,12 +11,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from emulator import seeded
+from emulator import seeded, wire
 from emulator.batch.service import Batches, check_metadata
 from emulator.endpoints import OPENAI_PATHS
 from emulator.errors import BatchNotCancellable, FileNotFound, ValidationError
 from emulator.ids import Ids
 from emulator.records import BatchRecord, FileRecord
+from emulator.schema import enum, nullable, obj, string
 from emulator.status import BatchStatus, Phase, is_final, oai_status
 from emulator.windows import WINDOWS
 from emulator.wire_oai import (
@@ -42,6 +43,18 @@ def _invalid(field: str, message: str) -> ValidationError:
     return ValidationError(
         f"Invalid {field}: {message}.", details=[{"field": field, "message": message}]
     )
+
+
+#: the create body `check_create` accepts, as JSON Schema (other keys are ignored)
+CREATE = obj(
+    {
+        "input_file_id": string("the id of an uploaded file", minLength=1),
+        "endpoint": enum(OPENAI_PATHS),
+        "completion_window": enum(WINDOWS),
+    },
+    {"metadata": nullable(wire.METADATA)},
+    extra=True,
+)
 
 
 def check_create(body: dict[str, Any]) -> tuple[str, str, str, dict[str, str]]:

@@ -21,6 +21,7 @@ from emulator.ids import Ids
 from emulator.records import BatchRecord, FileRecord
 from emulator.scenario.model import Scenario
 from emulator.scenario.registry import Scenarios
+from emulator.schema import enum, obj, string
 from emulator.settings import Settings
 from emulator.signing import Signer
 from emulator.status import BatchStatus, is_final
@@ -29,13 +30,31 @@ from emulator.windows import DEFAULT_WINDOW, WINDOWS
 
 MAX_BASE64_BYTES = 10 * 1024 * 1024
 RESULTS_URL_TTL = 3600
-_METADATA_LIMITS = (16, 64, 512)  # keys, key length, value length (as OpenAI's batch metadata)
 
 
 def _invalid(field: str, message: str) -> ValidationError:
     return ValidationError(
         f"Invalid {field}: {message}.", details=[{"field": field, "message": message}]
     )
+
+
+#: the submit body `check_submission` accepts, as JSON Schema (other keys are ignored)
+SUBMIT = obj(
+    {},
+    {
+        "input_file_url": string(
+            "scaigrid://file/{id}, http(s)://, s3://bucket/key or scaidrive://path"
+        ),
+        "input_file_base64": string(
+            f"the JSONL input, base64; at most {MAX_BASE64_BYTES} bytes decoded",
+            contentEncoding="base64",
+        ),
+        "endpoint_completion_window": enum(WINDOWS),
+        "metadata": wire.METADATA,
+    },
+    extra=True,
+)
+SUBMIT["oneOf"] = [{"required": ["input_file_url"]}, {"required": ["input_file_base64"]}]
 
 
 def check_submission(body: dict[str, Any]) -> tuple[str, dict[str, str]]:
@@ -59,7 +78,7 @@ def check_submission(body: dict[str, Any]) -> tuple[str, dict[str, str]]:
 def check_metadata(metadata: Any) -> dict[str, str]:
     if metadata is None:
         return {}
-    keys, key_len, value_len = _METADATA_LIMITS
+    keys, key_len, value_len = wire.METADATA_LIMITS
     if not isinstance(metadata, dict):
         raise _invalid("metadata", "must be an object")
     if len(metadata) > keys:

@@ -32,6 +32,7 @@ from emulator.errors import (
     InternalError,
 )
 from emulator.inference.engine import Engine
+from emulator.metrics import Metrics
 from emulator.records import BatchRecord, RequestRecord, ResultRecord
 from emulator.scenario.plan import Plan
 from emulator.scenario.registry import Scenarios
@@ -75,8 +76,10 @@ class Worker:
         engine: Engine,
         scenarios: Scenarios | None = None,
         on_final: Callable[[BatchRecord], None] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store, self.clock, self.engine = store, clock, engine
+        self.metrics = metrics or Metrics()
         self.scenarios = scenarios or Scenarios(DEFAULT_SCENARIO)
         # told after a batch's final status is committed (the webhook outbox); must not raise
         self.on_final = on_final
@@ -297,6 +300,7 @@ class Worker:
         assert b.started_at is not None
         fault = prog.plan.fault(r)
         if fault is not None:
+            self.metrics.faults[("request", fault.code)] += 1
             return _error(r, fault)
         engine = self.engine
         try:
@@ -328,6 +332,7 @@ class Worker:
         """Count a chunk of results and store it, with the batch fields `changed` besides the
         counters, in one transaction."""
         b = prog.batch
+        failed = b.failed_count
         for res in results:
             if res.ok:
                 b.completed_count += 1
@@ -339,6 +344,9 @@ class Worker:
                 b.failed_count += 1
             prog.done.add(res.idx)
         await self.store.record_results(b, results, changed)
+        failed = b.failed_count - failed
+        self.metrics.processed["failed"] += failed
+        self.metrics.processed["succeeded"] += len(results) - failed
 
     async def _finish(self, prog: Progress, status: BatchStatus, at: float) -> None:
         await self.store.update_batch(prog.batch, prog.batch.move(status, at))

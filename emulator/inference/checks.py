@@ -17,6 +17,17 @@ from emulator.errors import RouteNotFound, ValidationError
 from emulator.inference.catalogue import Catalogue
 from emulator.inference.images import sizes_of
 from emulator.records import Model
+from emulator.schema import (
+    Schema,
+    array,
+    boolean,
+    const,
+    enum,
+    integer,
+    number,
+    obj,
+    string,
+)
 
 _ROLES = frozenset({"system", "user", "assistant", "tool", "developer"})
 _ROLE_LIST = ", ".join(sorted(_ROLES))  # for the error message, in a stable order
@@ -353,4 +364,104 @@ _CHECKS: dict[str, Callable[[dict[str, Any], Model, Errors], None]] = {
     GENERATE: _check_generate,
     EMBED: _check_embed,
     IMAGES: _check_images,
+}
+
+
+# --- the bodies as JSON Schema (the OpenAPI document's request bodies) ----------------------------
+# What the checks above enforce, declared with the same limits. A model's own limits (which models
+# exist, max_tokens up to its max_output_tokens, dimensions up to its width) depend on the
+# catalogue and are left to the checks.
+
+_MODEL = string("a model slug of the route's modality (GET /v1/models)", minLength=1)
+_TOKENS = integer(1, description="at most the model's max_output_tokens")
+_STOP = {
+    "anyOf": [
+        string(minLength=1),
+        array(string(minLength=1), maxItems=_MAX_STOPS),
+    ]
+}
+_SAMPLING: dict[str, Schema] = {
+    "max_tokens": _TOKENS,
+    "max_completion_tokens": _TOKENS,
+    "temperature": number(0, 2),
+    "top_p": number(0, 1),
+    "n": integer(1, _MAX_N),
+    "stop": _STOP,
+}
+_MESSAGE = obj(
+    {"role": enum(sorted(_ROLES))},
+    {"content": {"type": ["string", "array", "null"]}},
+    extra=True,
+)
+_TOOL = obj(
+    {
+        "type": const("function"),
+        "function": obj(
+            {"name": string(minLength=1)}, {"parameters": {"type": "object"}}, extra=True
+        ),
+    },
+    extra=True,
+)
+_TOOL_CHOICE = {
+    "anyOf": [
+        enum(("none", "auto", "required")),
+        obj({"function": obj({"name": string()}, extra=True)}, extra=True),
+    ]
+}
+_RESPONSE_FORMAT = obj(
+    {"type": enum(("text", "json_object", "json_schema"))},
+    {
+        "json_schema": obj(
+            {"name": string()}, {"schema": {"type": ["object", "boolean"]}}, extra=True
+        )
+    },
+    extra=True,
+)
+
+#: each inference route's request body; fields a route does not know are ignored, as ScaiGrid does
+BODIES: dict[str, Schema] = {
+    CHAT: obj(
+        {"model": _MODEL, "messages": array(_MESSAGE, minItems=1)},
+        {
+            **_SAMPLING,
+            "tools": array(_TOOL),
+            "tool_choice": _TOOL_CHOICE,
+            "response_format": _RESPONSE_FORMAT,
+            "stream": boolean(),
+            "stream_options": obj({}, {"include_usage": boolean()}, extra=True),
+        },
+        extra=True,
+    ),
+    GENERATE: obj({"model": _MODEL, "prompt": string()}, _SAMPLING, extra=True),
+    EMBED: obj(
+        {
+            "model": _MODEL,
+            "input": {
+                "anyOf": [
+                    string(minLength=1),
+                    array(string(minLength=1), minItems=1, maxItems=_MAX_EMBED_INPUTS),
+                ]
+            },
+        },
+        {
+            "dimensions": integer(1, description="at most the model's dimensions"),
+            "encoding_format": enum(("float", "base64")),
+        },
+        extra=True,
+    ),
+    IMAGES: obj(
+        {"model": _MODEL, "prompt": string(pattern=r"\S")},
+        {
+            "n": integer(1, _MAX_N),
+            "size": string(
+                "WxH, one of the sizes the model takes (its catalogue entry's `image_sizes`, "
+                "else OpenAI's five)",
+                pattern="^[1-9][0-9]*x[1-9][0-9]*$",
+            ),
+            "quality": enum(_IMAGE_QUALITIES),
+            "style": enum(_IMAGE_STYLES),
+            "response_format": enum(_IMAGE_FORMATS),
+        },
+        extra=True,
+    ),
 }

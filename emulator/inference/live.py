@@ -20,6 +20,7 @@ from typing import Any
 from emulator.clock import Clock
 from emulator.endpoints import CHAT, ENDPOINTS
 from emulator.inference.engine import Engine
+from emulator.metrics import Metrics
 from emulator.records import RequestRecord
 from emulator.scenario.model import Scenario
 from emulator.scenario.registry import Scenarios
@@ -31,8 +32,11 @@ SEEN_SIZE = 4 * MEMO_SIZE
 
 
 class Live:
-    def __init__(self, engine: Engine, clock: Clock, scenarios: Scenarios) -> None:
+    def __init__(
+        self, engine: Engine, clock: Clock, scenarios: Scenarios, metrics: Metrics | None = None
+    ) -> None:
         self.engine, self.clock, self.scenarios = engine, clock, scenarios
+        self.metrics = metrics or Metrics()
         self._calls: defaultdict[str | None, int] = defaultdict(int)  # scenario-counted calls
         self._answered: defaultdict[str | None, int] = defaultdict(int)  # live answers per tenant
         self._answers: OrderedDict[tuple[str, bytes], dict[str, Any]] = OrderedDict()
@@ -103,6 +107,7 @@ class Live:
         plan = self.scenarios.plan(scenario, f"live:{tenant_id}:{n}")
         fault = plan.fault(request)
         if fault is not None:
+            self.metrics.faults[("request", fault.code)] += 1
             raise fault
         return plan.canned(request)
 

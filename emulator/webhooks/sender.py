@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from emulator.clock import Clock
+from emulator.metrics import Metrics
 from emulator.records import DeliveryRecord, EventRecord, WebhookRecord
 from emulator.scenario.registry import Scenarios
 from emulator.status import is_final
@@ -47,6 +48,10 @@ class Outcome:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
+#: a delivery's status after an attempt -> the outcome the metrics count (pending: retried)
+_OUTCOMES = {policy.SUCCESS: "success", policy.PENDING: "retry", policy.FAILED: "failed"}
+
+
 class Sender:
     def __init__(
         self,
@@ -59,8 +64,10 @@ class Sender:
         *,
         timeout: float = policy.ACK_TIMEOUT,
         concurrency: int = 16,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store, self.clock, self.events = store, clock, events
+        self.metrics = metrics or Metrics()
         self.outbox, self.scenarios = outbox, scenarios
         self._http, self._own_http = http, http is None
         self.timeout, self.concurrency = timeout, concurrency
@@ -208,6 +215,7 @@ class Sender:
         outcome = await self.attempt(w, d, e, now)
         self._settle(d, outcome, now)
         policy.after_attempt(d, outcome.ok, now, w.max_retries)
+        self.metrics.deliveries[_OUTCOMES[d.status]] += 1
         w.consecutive_failures = await self.store.record_attempt(d, outcome.ok)
         if w.consecutive_failures >= policy.AUTO_DISABLE_AFTER and w.status == "active":
             await self._disable(w, now)
@@ -228,6 +236,7 @@ class Sender:
         outcome = await self.attempt(w, d, event, now)
         self._settle(d, outcome, now)
         d.status = policy.SUCCESS if outcome.ok else policy.FAILED
+        self.metrics.deliveries[_OUTCOMES[d.status]] += 1
         d.next_attempt_at = None
         await self.store.insert_event(event, [d])
         d.webhook_id, d.event_id, d.event_type = w.id, event.id, event.type
@@ -249,9 +258,11 @@ class Sender:
         scenario's chaos spares the last attempt, so that chaos alone never loses an event."""
         last = d.attempts > w.max_retries
         if not last and chaos.fails_before_sending(d, d.attempts):
+            self.metrics.faults[("webhook", "fail_first")] += 1
             return Outcome(None, f"failed before sending (scenario): attempt {d.attempts}", 0)
         secret = w.secret
         if not last and chaos.wrong_signature(d, d.attempts):
+            self.metrics.faults[("webhook", "wrong_signature")] += 1
             secret = "not-" + secret  # anything but the secret
         sent = headers(e, d, secret, now)
         import httpx

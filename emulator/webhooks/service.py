@@ -8,6 +8,7 @@ never shown.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -15,6 +16,7 @@ from emulator.clock import Clock, parse_instant
 from emulator.errors import ValidationError, WebhookNotFound
 from emulator.ids import Ids
 from emulator.records import DeliveryRecord, WebhookRecord
+from emulator.schema import Schema, array, enum, integer, nullable, obj, string
 from emulator.store import Store
 from emulator.tenancy import Principal
 from emulator.webhooks import policy
@@ -80,14 +82,16 @@ def check_max_retries(value: Any) -> int:
     return int(value)
 
 
-#: field -> its check; the fields a create or an update may give
-FIELDS = {
-    "url": check_url,
-    "events": check_events,
-    "secret": check_secret,
-    "status": check_status,
-    "max_retries": check_max_retries,
+#: field -> its check and its JSON Schema; the fields a create or an update may give
+FIELDS: dict[str, tuple[Callable[[Any], Any], Schema]] = {
+    "url": (check_url, string(format="uri", pattern="^https?://", maxLength=MAX_URL)),
+    "events": (check_events, array(enum(EVENT_TYPES), minItems=1)),
+    "secret": (check_secret, string(minLength=1, maxLength=MAX_SECRET)),
+    "status": (check_status, enum(STATUSES)),
+    "max_retries": (check_max_retries, integer(0, policy.MAX_RETRIES)),
 }
+#: what a create must give
+REQUIRED = ("url", "secret")
 
 
 def check_body(body: dict[str, Any], *, creating: bool) -> dict[str, Any]:
@@ -95,10 +99,21 @@ def check_body(body: dict[str, Any], *, creating: bool) -> dict[str, Any]:
     if unknown:
         raise _invalid(unknown[0], "is not a webhook field")
     if creating:
-        for required in ("url", "secret"):
+        for required in REQUIRED:
             if body.get(required) is None:
                 raise _invalid(required, "is required")
-    return {name: check(body[name]) for name, check in FIELDS.items() if body.get(name) is not None}
+    return {
+        name: check(body[name]) for name, (check, _) in FIELDS.items() if body.get(name) is not None
+    }
+
+
+def body_schema(*, creating: bool) -> Schema:
+    """The JSON Schema of a create (or update) body: a null is the same as leaving a field out."""
+    needed = REQUIRED if creating else ()
+    return obj(
+        {name: FIELDS[name][1] for name in needed},
+        {name: nullable(schema) for name, (_, schema) in FIELDS.items() if name not in needed},
+    )
 
 
 class Webhooks:

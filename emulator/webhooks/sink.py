@@ -10,14 +10,21 @@ from typing import Any
 from emulator import wire
 from emulator.clock import Clock
 from emulator.errors import ValidationError
+from emulator.schema import Param, integer
+
+#: what a post may ask of its answer: a status, for the first `count` posts that ask the same
+STATUS = Param("status", integer(100, 599), "the status to answer with")
+COUNT = Param("count", integer(0, 1_000_000), "answer `status` to this many posts (default all)")
+QUERY = (STATUS, COUNT)
 
 #: posts kept per sink (the oldest are dropped first)
 CAPACITY = 10_000
 
 
-def _int(name: str, raw: str | None, low: int, high: int) -> int | None:
+def _int(param: Param, raw: str | None) -> int | None:
     if raw is None:
         return None
+    name, low, high = param.name, param.schema["minimum"], param.schema["maximum"]
     if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
         raise ValidationError(
             f"Invalid {name}.",
@@ -38,8 +45,8 @@ class Sinks:
         self, name: str, headers: dict[str, str], body: bytes, status: str | None, count: str | None
     ) -> int:
         """Record a post; the status to answer it with."""
-        chosen = _int("status", status, 100, 599)
-        times = _int("count", count, 0, 1_000_000)
+        chosen = _int(STATUS, status)
+        times = _int(COUNT, count)
         answer = 200
         if chosen is not None:
             key = (name, chosen, -1 if times is None else times)

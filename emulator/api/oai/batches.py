@@ -8,6 +8,8 @@ from starlette.responses import Response
 from emulator import wire_oai
 from emulator.api.http import JSON, caller, core_of, json_body
 
+LIST_QUERY = (wire_oai.AFTER, wire_oai.limit_param(wire_oai.BATCHES_LIMIT))
+
 
 async def create_batch(request: Request) -> Response:
     principal = caller(request, "models:use")

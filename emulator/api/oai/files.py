@@ -8,8 +8,21 @@ from starlette.responses import Response
 from emulator import wire_oai
 from emulator.api.files import attachment, receive_upload
 from emulator.api.http import JSON, Stream, caller, core_of
-from emulator.batch.oai import UPLOAD_PURPOSES
+from emulator.batch.oai import ORDERS, UPLOAD_PURPOSES
 from emulator.errors import ValidationError
+from emulator.schema import Param, enum, obj, string
+
+LIST_QUERY = (
+    wire_oai.AFTER,
+    wire_oai.limit_param(wire_oai.FILES_LIMIT),
+    Param("order", enum(ORDERS, description="by created_at"), "asc or desc (default desc)"),
+    Param("purpose", string(), "only files with this purpose"),
+)
+#: the multipart form of an upload: OpenAI requires the purpose
+FORM = obj(
+    {"file": string(contentMediaType="application/octet-stream"), "purpose": enum(UPLOAD_PURPOSES)},
+    extra=True,
+)
 
 
 def _purpose(value: object) -> str:
