@@ -16,6 +16,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from emulator import __version__
+from emulator.conformance.options import Options as ConformanceOptions
 from emulator.errors import ConfigError
 from emulator.settings import Settings, add_arguments, build_settings
 
@@ -92,24 +93,25 @@ def add_conformance_arguments(
         help="also run the checks that create data or cost money",
     )
     conformance.add_argument("--json", action="store_true", help="print the report as JSON")
+    default = ConformanceOptions()
     conformance.add_argument(
         "--model",
-        default="scailabs/poolnoodle-omni",
-        help="the chat model of the one-line test batches",
+        default=default.model,
+        help=f"the chat model of the one-line test batches (default {default.model})",
     )
     conformance.add_argument(
         "--poll-interval",
         type=float,
-        default=10.0,
+        default=default.poll_interval,
         metavar="SECONDS",
-        help="seconds between polls of a test batch (default 10)",
+        help=f"seconds between polls of a test batch (default {default.poll_interval:g})",
     )
     conformance.add_argument(
         "--timeout",
         type=float,
-        default=900.0,
+        default=default.timeout,
         metavar="SECONDS",
-        help="how long a test batch may take to finish (default 900)",
+        help=f"how long a test batch may take to end (default {default.timeout:g})",
     )
     conformance.add_argument(
         "--receiver-url", metavar="URL", help="public URL that reaches the local webhook receiver"
@@ -117,7 +119,7 @@ def add_conformance_arguments(
     conformance.add_argument(
         "--receiver-port",
         type=int,
-        default=0,
+        default=default.receiver_port,
         metavar="PORT",
         help="port of the local webhook receiver (default: any free one)",
     )
@@ -193,19 +195,20 @@ def conformance(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     """Run the checks against `--base-url` and print the report; exit 0, 1 or 2."""
     import asyncio
 
-    from emulator import conformance as suite
+    from emulator.conformance import runner
+    from emulator.conformance.checks import BY_NAME
 
     api_key = args.api_key or env.get("SCAIGRID_API_KEY")
-    unknown = suite.unknown_names(args.only)
+    unknown = [name for name in args.only if name not in BY_NAME]
     if not api_key or unknown:
         problem = (
-            f"unknown check {unknown[0]!r} (known: {', '.join(suite.BY_NAME)})"
+            f"unknown check {unknown[0]!r} (known: {', '.join(BY_NAME)})"
             if unknown
             else "--api-key (or SCAIGRID_API_KEY) is required"
         )
         print(f"scaigrid-emulator: error: {problem}", file=sys.stderr)
         return 2
-    options = suite.Options(
+    options = ConformanceOptions(
         writes=args.allow_writes,
         model=args.model,
         poll_interval=args.poll_interval,
@@ -214,18 +217,20 @@ def conformance(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         receiver_port=args.receiver_port,
     )
 
-    async def run() -> list[suite.Outcome]:
-        async with suite.client_for(args.base_url, api_key) as client:
-            return await suite.run(client, options, args.only)
+    async def run() -> list[runner.Outcome]:
+        async with runner.client_for(args.base_url, api_key) as client:
+            return await runner.run(client, options, args.only)
 
     try:
         outcomes = asyncio.run(run())
-    except suite.Unreachable as exc:
+    except runner.Unreachable as exc:
         print(f"scaigrid-emulator: error: cannot reach {args.base_url}: {exc}", file=sys.stderr)
         return 2
-    text = suite.render_json(args.base_url, outcomes) if args.json else suite.render_text(outcomes)
-    print(text)
-    return suite.exit_code(outcomes)
+    if args.json:
+        print(runner.render_json(args.base_url, outcomes))
+    else:
+        print(runner.render_text(outcomes))
+    return runner.exit_code(outcomes)
 
 
 def is_loopback(host: str) -> bool:

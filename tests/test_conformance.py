@@ -23,8 +23,10 @@ from starlette.routing import Route
 from test_serve import _env, _start
 
 from emulator import cli
-from emulator import conformance as suite
-from emulator.conformance.probe import Options, Probe, ReadOnly
+from emulator.conformance import runner as suite
+from emulator.conformance.checks import CHECKS
+from emulator.conformance.options import Options
+from emulator.conformance.probe import Probe, ReadOnly
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
 #: a batch waits 30 s to start and takes 10 s a request: polling sees every status on the way
@@ -60,7 +62,7 @@ async def test_every_check_passes_against_the_emulator(delivering: Harness) -> N
     outcomes = await _run(delivering, writes=True)
     failed = [f"{o.name}: {o.detail} {o.evidence}" for o in outcomes if o.verdict != "PASS"]
     assert failed == []
-    assert [o.name for o in outcomes] == [c.name for c in suite.CHECKS]
+    assert [o.name for o in outcomes] == [c.name for c in CHECKS]
     seen = _by_name(outcomes)
     assert seen["statuses"].detail == "pending -> processing -> completed; counts 1+0"
     assert "an active one: cancelled" in seen["cancel"].detail
@@ -80,7 +82,7 @@ async def test_every_check_passes_against_the_emulator(delivering: Harness) -> N
 async def test_a_read_only_run_sends_only_gets(emu: Harness) -> None:
     outcomes = await _run(emu)
     by_verdict = {o.name: o.verdict for o in outcomes}
-    assert by_verdict == {c.name: "SKIP" if c.writes else "PASS" for c in suite.CHECKS}
+    assert by_verdict == {c.name: "SKIP" if c.writes else "PASS" for c in CHECKS}
     assert {o.detail for o in outcomes if o.writes} == {"needs --allow-writes"}
     methods = {e["method"] for e in emu.core.journal.entries()}
     assert methods == {"GET"}
@@ -123,7 +125,7 @@ async def test_a_broken_endpoint_fails_the_right_checks_with_evidence() -> None:
         outcomes = _by_name(await suite.run(client, Options()))
     verdicts = {name: o.verdict for name, o in outcomes.items()}
     assert verdicts == {
-        **{c.name: "SKIP" for c in suite.CHECKS if c.writes},
+        **{c.name: "SKIP" for c in CHECKS if c.writes},
         "envelope": "FAIL",
         "auth-codes": "FAIL",
         "request-id-header": "FAIL",
@@ -199,13 +201,13 @@ def test_every_check_is_a_row_of_the_assumptions_table() -> None:
     table = README[README.index("| id | topic |") :]
     rows = re.findall(r"^\| `([a-z0-9-]+)` \|", table, re.MULTILINE)
     assert len(rows) == len(set(rows))
-    assert {c.name for c in suite.CHECKS} <= set(rows)
+    assert {c.name for c in CHECKS} <= set(rows)
 
 
 def test_the_readme_lists_every_check() -> None:
     section = README[README.index("## Conformance") : README.index("## What is real")]
     listed = re.findall(r"^\| `([a-z0-9-]+)` \| (yes|no) \| (.+) \|$", section, re.MULTILINE)
-    assert listed == [(c.name, "yes" if c.writes else "no", c.about) for c in suite.CHECKS]
+    assert listed == [(c.name, "yes" if c.writes else "no", c.about) for c in CHECKS]
 
 
 @pytest.mark.slow
@@ -226,10 +228,8 @@ def test_the_command_against_a_served_emulator(tmp_path: Path) -> None:
         done = conformance("--allow-writes", "--poll-interval", "0")
         assert done.returncode == 0, done.stdout + done.stderr
         lines = done.stdout.splitlines()
-        assert [line.split(" ", 2)[:2] for line in lines[:-1]] == [
-            ["PASS", c.name] for c in suite.CHECKS
-        ]
-        assert lines[-1] == f"{len(suite.CHECKS)} passed, 0 failed, 0 skipped"
+        assert [line.split(" ", 2)[:2] for line in lines[:-1]] == [["PASS", c.name] for c in CHECKS]
+        assert lines[-1] == f"{len(CHECKS)} passed, 0 failed, 0 skipped"
 
         fault = "{api_faults: [{match: {route: /v1/models}, error: {code: BACKEND_ERROR}}]}"
         with httpx.Client(base_url=server.base_url) as control:

@@ -32,6 +32,7 @@ from emulator.conformance.probe import (
     Probe,
     Skipped,
     body_of,
+    describe,
     error_of,
     expect_status,
     keys,
@@ -88,7 +89,7 @@ def _b64(data: bytes) -> str:
 
 
 def _instant(obj: Any, name: str, where: str, nullable: bool = False) -> str | None:
-    value = need(obj, name, (str, type(None)) if nullable else str, where)
+    value: str | None = need(obj, name, (str, type(None)) if nullable else str, where)
     if value is not None:
         try:
             if not value.endswith("Z"):
@@ -97,7 +98,7 @@ def _instant(obj: Any, name: str, where: str, nullable: bool = False) -> str | N
         except ValueError:
             expected = f"{where}.{name} an ISO-8601 UTC instant ending in Z"
             raise Mismatch(expected, repr(value)) from None
-    return value  # type: ignore[no-any-return]
+    return value
 
 
 def _decimal(obj: Any, name: str, where: str) -> Decimal:
@@ -167,9 +168,11 @@ async def request_id_header(p: Probe) -> str:
         header = resp.headers.get("x-request-id")
         if not header or not header.startswith("req_"):
             raise Mismatch(f"an X-Request-ID header req_... on GET {target}", repr(header))
-        if err:
-            meta = body_of(resp).get("meta") if isinstance(body_of(resp), dict) else None
-            _equal("meta.request_id equal to X-Request-ID", header, (meta or {}).get("request_id"))
+        body = body_of(resp)
+        if err and isinstance(body, dict) and isinstance(body.get("meta"), dict):
+            _equal("meta.request_id equal to X-Request-ID", header, body["meta"].get("request_id"))
+        elif err:
+            raise Mismatch("an error envelope with meta.request_id", describe(resp))
     return "X-Request-ID on a success and an error, equal to meta.request_id"
 
 
@@ -490,9 +493,11 @@ async def cancel(p: Probe) -> str:
     _instant(cancelled, "cancelled_at", "the cancelled batch")
     url = need(ok_data(await p.get(f"/v1/inference/batch/{fresh['id']}")), "results_url", str,
                "the cancelled batch")  # fmt: skip
-    [line] = await _results(p, url) or [{}]
-    if line.get("status") != "ok":
-        _equal("the unrun request's error code", errors.BatchCancelled.code, line["error"]["code"])
+    lines = await _results(p, url)
+    _equal("result lines of the cancelled batch", 1, len(lines))
+    if lines[0]["status"] != "ok":
+        error = need(lines[0], "error", dict, "the result line")
+        _equal("the unrun request's error code", errors.BatchCancelled.code, error.get("code"))
     return "a final batch: 409 BATCH_NOT_CANCELLABLE; an active one: cancelled, results readable"
 
 
@@ -572,8 +577,7 @@ async def test_events(p: Probe) -> str:
     need(d.answer, "duration_ms", int, "the test answer")
     _equal("the test answer's error", None, d.answer["error"])
     _equal("posts at the receiver", 1, len(d.posts))
-    event = orjson.loads(d.posts[0].body)
-    _equal("event_type", TEST_EVENT, event.get("event_type") if isinstance(event, dict) else None)
+    _equal("event_type", TEST_EVENT, body_of_post(d.posts[0]).get("event_type"))
     return f"test answer {keys(TEST_ANSWER_KEYS)}; one {TEST_EVENT} delivery"
 
 

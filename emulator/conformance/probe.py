@@ -15,6 +15,7 @@ import httpx
 import orjson
 
 from emulator import wire
+from emulator.conformance.options import Options
 from emulator.errors import EmulatorError
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -56,18 +57,6 @@ class Exchange:
 
     def __str__(self) -> str:
         return f"{self.method} {self.target} -> {self.status} {self.seen}".rstrip()
-
-
-@dataclass
-class Options:
-    """What a run may do and how long it may wait."""
-
-    writes: bool = False
-    model: str = "scailabs/poolnoodle-omni"
-    poll_interval: float = 10.0
-    timeout: float = 900.0
-    receiver_url: str | None = None
-    receiver_port: int = 0
 
 
 @dataclass
@@ -165,16 +154,12 @@ def page_of(resp: httpx.Response) -> tuple[list[Any], dict[str, Any]]:
 
 def error_of(resp: httpx.Response, err: type[EmulatorError]) -> dict[str, Any]:
     """The `error` of an error envelope with `err`'s status and code (both from `errors.py`)."""
-    want = f"{err.status} {err.code}"
     body = body_of(resp)
     error = body.get("error") if isinstance(body, dict) else None
-    if (
-        not isinstance(error, dict)
-        or resp.status_code != err.status
-        or error.get("code") != (err.code)
-    ):
-        raise Mismatch(want, f"{resp.status_code} {describe(resp)}")
-    assert isinstance(body, dict)
+    code = error.get("code") if isinstance(error, dict) else None
+    if resp.status_code != err.status or code != err.code:
+        raise Mismatch(f"{err.status} {err.code}", f"{resp.status_code} {describe(resp)}")
+    assert isinstance(body, dict) and isinstance(error, dict)
     if set(body) != ERROR_KEYS or body["status"] != "error":
         raise Mismatch(f"the error envelope {keys(ERROR_KEYS)}", describe(resp))
     if not isinstance(error.get("message"), str) or not error["message"]:

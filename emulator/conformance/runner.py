@@ -12,8 +12,9 @@ import httpx
 import orjson
 
 from emulator import __version__
-from emulator.conformance.checks import BY_NAME, CHECKS, Check
-from emulator.conformance.probe import Mismatch, Options, Probe, Skipped, Sleep
+from emulator.conformance.checks import CHECKS, Check
+from emulator.conformance.options import Options
+from emulator.conformance.probe import Mismatch, Probe, Skipped, Sleep
 
 PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
 #: how many exchanges a failure's text shows from each end (JSON shows all)
@@ -33,10 +34,6 @@ class Outcome:
     expected: str | None = None
     got: str | None = None
     evidence: list[str] = field(default_factory=list)
-
-
-def unknown_names(names: Sequence[str]) -> list[str]:
-    return [n for n in names if n not in BY_NAME]
 
 
 async def run(
