@@ -200,12 +200,12 @@ def conformance(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
     api_key = args.api_key or env.get("SCAIGRID_API_KEY")
     unknown = [name for name in args.only if name not in BY_NAME]
-    if not api_key or unknown:
-        problem = (
-            f"unknown check {unknown[0]!r} (known: {', '.join(BY_NAME)})"
-            if unknown
-            else "--api-key (or SCAIGRID_API_KEY) is required"
-        )
+    problem = runner.base_url_problem(args.base_url)
+    if unknown:
+        problem = f"unknown check {unknown[0]!r} (known: {', '.join(BY_NAME)})"
+    elif not api_key:
+        problem = "--api-key (or SCAIGRID_API_KEY) is required"
+    if problem or not api_key:
         print(f"scaigrid-emulator: error: {problem}", file=sys.stderr)
         return 2
     options = ConformanceOptions(
@@ -223,8 +223,8 @@ def conformance(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
     try:
         outcomes = asyncio.run(run())
-    except runner.Unreachable as exc:
-        print(f"scaigrid-emulator: error: cannot reach {args.base_url}: {exc}", file=sys.stderr)
+    except runner.Stopped as exc:
+        print(f"scaigrid-emulator: error: {exc}", file=sys.stderr)
         return 2
     if args.json:
         print(runner.render_json(args.base_url, outcomes))

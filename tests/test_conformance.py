@@ -183,14 +183,33 @@ def _free_port() -> int:
         ([], {}, "--api-key (or SCAIGRID_API_KEY) is required"),
         (["--only", "envelopes"], {"SCAIGRID_API_KEY": KEY}, "unknown check 'envelopes' (known: "),
         (["--api-key", KEY], {}, "cannot reach http://127.0.0.1:"),
+        (["--api-key", KEY, "--base-url", "http://127.0.0.1:99999"], {}, "out of range"),
+        (["--api-key", KEY, "--base-url", "scaigrid"], {}, "not an http:// or https:// URL"),
+        (
+            [
+                "--api-key",
+                KEY,
+                "--allow-writes",
+                "--receiver-port",
+                "{busy}",
+                "--only",
+                "webhook-objects",
+            ],
+            {},
+            "the webhook receiver cannot listen: Address already in use",
+        ),
     ],
-    ids=["no-key", "unknown-check", "unreachable"],
+    ids=["no-key", "unknown-check", "unreachable", "bad-port", "not-a-url", "receiver-port"],
 )
 def test_usage_and_connection_errors_exit_2(
     capsys: pytest.CaptureFixture[str], argv: list[str], env: dict[str, str], says: str
 ) -> None:
-    base = f"http://127.0.0.1:{_free_port()}"
-    assert cli.main(["conformance", "--base-url", base, *argv], env=env) == 2
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        argv = [arg.replace("{busy}", str(busy.getsockname()[1])) for arg in argv]
+        base = f"http://127.0.0.1:{_free_port()}"
+        assert cli.main(["conformance", "--base-url", base, *argv], env=env) == 2
     out, err = capsys.readouterr()
     assert out == ""
     assert err.startswith("scaigrid-emulator: error: ") and says in err

@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import orjson
@@ -21,8 +22,9 @@ PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
 SHOWN = 3
 
 
-class Unreachable(Exception):
-    """The endpoint could not be reached at all (exit 2)."""
+class Stopped(Exception):
+    """The run cannot go on, and no check can say anything (exit 2): the endpoint cannot be
+    reached, or the local webhook receiver cannot listen."""
 
 
 @dataclass
@@ -43,7 +45,7 @@ async def run(
     sleep: Sleep = asyncio.sleep,
 ) -> list[Outcome]:
     """Every check (or those named in `only`), in table order; `client` carries the base URL and
-    the key. A transport failure is `Unreachable`: no check can say anything then."""
+    the key. A transport failure stops the run (`Stopped`)."""
     probe = Probe(client, options, sleep)
     chosen = [c for c in CHECKS if not only or c.name in only]
     return [await _one(probe, check) for check in chosen]
@@ -60,7 +62,10 @@ async def _one(probe: Probe, check: Check) -> Outcome:
     except Skipped as exc:
         return _outcome(probe, check, SKIP, str(exc))
     except httpx.TransportError as exc:
-        raise Unreachable(f"{type(exc).__name__}: {exc}") from exc
+        reason = f"{type(exc).__name__}: {exc}"
+        raise Stopped(f"cannot reach {probe.client.base_url}: {reason}") from exc
+    except OSError as exc:  # the only local I/O: the receiver's socket
+        raise Stopped(f"the webhook receiver cannot listen: {exc.strerror or exc}") from exc
     except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
         # an answer of a shape no reader foresaw: still a failure with its evidence
         return _outcome(probe, check, FAIL, f"an answer of another shape ({exc!r})")
@@ -77,6 +82,18 @@ def _outcome(
 ) -> Outcome:
     evidence = [str(e) for e in probe.exchanges]
     return Outcome(check.name, verdict, check.writes, detail, expected, got, evidence)
+
+
+def base_url_problem(url: str) -> str | None:
+    """Why `url` cannot be an endpoint's root, if it cannot."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - reading it checks the range
+    except ValueError as exc:
+        return f"--base-url {url!r}: {exc}"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"--base-url {url!r}: not an http:// or https:// URL"
+    return None
 
 
 def client_for(
