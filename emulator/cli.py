@@ -22,6 +22,7 @@ from emulator.settings import Settings, add_arguments, build_settings
 
 if TYPE_CHECKING:
     import uvicorn
+    from starlette.types import ASGIApp
 
 log = logging.getLogger("emulator")
 
@@ -276,15 +277,24 @@ def serve(settings: Settings) -> int:
         sock.close()
         print(f"scaigrid-emulator: error: {exc}", file=sys.stderr)
         return 2
-    config = uvicorn.Config(
-        create_app(core=core, owned=True),
-        log_level=settings.log_level,
-        access_log=False,
-        timeout_graceful_shutdown=5,
-    )
+    config = server_config(create_app(core=core, owned=True), settings.log_level)
     print(f"scaigrid-emulator {__version__} listening on {settings.base_url}", flush=True)
     _run_until_signalled(uvicorn.Server(config), sock)
     return 0
+
+
+def server_config(app: ASGIApp, log_level: str) -> uvicorn.Config:
+    """How the emulator is served, wherever it is (`serve`, the pytest fixture): no access log,
+    and no `Date` of uvicorn's: the app writes its own, from the emulator clock."""
+    import uvicorn
+
+    return uvicorn.Config(
+        app,
+        log_level=log_level,
+        access_log=False,
+        date_header=False,
+        timeout_graceful_shutdown=5,
+    )
 
 
 def _ignore_signal(signum: int, frame: FrameType | None) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from email.utils import formatdate
 from typing import Any
 
 from emulator.errors import ValidationError
@@ -51,9 +52,20 @@ class Clock:
     ) -> None:
         self._wall = wall
         self._listeners: list[Callable[[], None]] = []
+        self._date_second, self._date = -1, b""
         self._set(mode, scale, start.timestamp() if start else wall())
 
     # --- reading -------------------------------------------------------------------------------
+
+    def http_date(self) -> bytes:
+        """`now()` as an HTTP `Date` header value (a response's `Date` follows the emulator
+        clock, so it agrees with `X-ScaiGrid-RateLimit-Reset` and every timestamp); formatted
+        once per second of emulator time, as it is on every response."""
+        second = int(self.now())
+        if second != self._date_second:
+            self._date_second = second
+            self._date = formatdate(second, usegmt=True).encode()
+        return self._date
 
     @property
     def frozen(self) -> bool:

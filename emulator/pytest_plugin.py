@@ -66,6 +66,7 @@ class EmulatorServer:
         import uvicorn
 
         from emulator.api.app import create_app
+        from emulator.cli import server_config
         from emulator.core import Emulator
 
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -74,9 +75,7 @@ class EmulatorServer:
         self.base_url = settings.base_url
         self.core = Emulator(settings)
         self.session = Session(settings.seed, self.core.clock.now())
-        config = uvicorn.Config(
-            create_app(core=self.core, owned=True), log_level="warning", access_log=False
-        )
+        config = server_config(create_app(core=self.core, owned=True), "warning")
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]})
         # the session's one connection pool: every test's client and control calls share it

@@ -172,4 +172,5 @@ class Model:
     max_output_tokens: int | None = None
     dimensions: int | None = None
     price_per_image: Decimal | None = None
+    image_sizes: tuple[str, ...] = ()  # an image model's sizes ("WxH"); () for other models
     extra: dict[str, Any] = field(default_factory=dict)

@@ -756,8 +756,12 @@ async def test_mixed_routes_in_one_file_match_live_answers(emu: Harness) -> None
     for x in lines:
         resp = await emu.client.post(x["url"], json=x["body"])
         assert resp.status_code == 200, resp.text
-        # Image links included: batch results point where the client submitted from.
-        assert resp.json()["data"] == by_id[x["custom_id"]], x["custom_id"]
+        # Image links included: batch results point where the client submitted from. Response
+        # ids differ: each names its own response.
+        live, batched = resp.json()["data"], by_id[x["custom_id"]]
+        if "id" in batched:
+            assert live.pop("id") != batched.pop("id")
+        assert live == batched, x["custom_id"]
 
 
 async def test_same_prompt_same_answer_live_and_in_a_batch(emu: Harness) -> None:
@@ -769,7 +773,26 @@ async def test_same_prompt_same_answer_live_and_in_a_batch(emu: Harness) -> None
     batched = results[0]["response"]
     assert batched["choices"] == live["choices"]
     assert batched["usage"] == live["usage"]
-    assert batched["model"] == live["model"] and batched["id"] == live["id"]
+    assert batched["model"] == live["model"] and batched["id"] != live["id"]
+
+
+async def test_each_line_has_its_own_response_id_named_after_batch_and_custom_id(
+    emu: Harness,
+) -> None:
+    """Two lines with one body, in two batches: one content, four ids, each the engine's name
+    for (batch, custom_id), so a rerun under the seed repeats them."""
+    body = chat_line("x", content="Same question")["body"]
+    lines = [line("a", CHAT, body), line("b", CHAT, body)]
+    first_id, first = await run(emu, lines)
+    second_id, second = await run(emu, lines)
+    responses = [r["response"] for r in first + second]
+    ids = [r.pop("id") for r in responses]
+    assert len(set(ids)) == 4
+    engine = emu.core.engine
+    assert ids == [
+        engine.response_id(CHAT, f"{b['id']}/{cid}") for b in (first_id, second_id) for cid in "ab"
+    ]
+    assert all(r == responses[0] for r in responses)
 
 
 async def test_results_stream_is_jsonl_in_input_order(emu: Harness) -> None:

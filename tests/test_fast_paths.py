@@ -282,13 +282,19 @@ class Rig:
     scenarios: Scenarios
     #: the route of every call that reached the engine
     calls: list[str] = field(default_factory=list)
+    #: the id of every answer (chat and generate), in order
+    ids: list[str] = field(default_factory=list)
 
     def ask(
         self, route: str, body: Any, tenant: str | None = None, raw: bytes | None = b""
     ) -> dict[str, Any]:
-        """A live answer; `raw` defaults to the body's compact JSON bytes."""
+        """A live answer without its id (each call has its own: kept in `ids`); `raw` defaults
+        to the body's compact JSON bytes."""
         raw = orjson.dumps(body) if raw == b"" else raw
-        return self.live.infer(route, body, tenant, "http://emulator.test/", raw)
+        answer = self.live.infer(route, body, tenant, "http://emulator.test/", raw)
+        if "id" in answer:
+            self.ids.append(answer["id"])
+        return without_id(answer)
 
 
 @pytest.fixture
@@ -311,9 +317,13 @@ def chat(content: str = "Tell me about Utrecht.", **extra: Any) -> dict[str, Any
     return {"model": CHAT_MODELS[0], "messages": [{"role": "user", "content": content}], **extra}
 
 
+def without_id(answer: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in answer.items() if k != "id"}
+
+
 def fresh(route: str, body: Any, created: int, seed: int = SEED) -> dict[str, Any]:
-    """The answer of an engine that never saw a memo."""
-    return Engine(seed, CATALOGUE).infer(route, body, created=created)
+    """The answer of an engine that never saw a memo, without its id (a response's own)."""
+    return without_id(Engine(seed, CATALOGUE).infer(route, body, created=created))
 
 
 SAMPLES = {
@@ -498,7 +508,7 @@ def test_a_reseed_forgets_every_answer(rig: Rig) -> None:
     after = rig.ask(CHAT, body)
     assert rig.calls == [CHAT] * 3
     assert after == fresh(CHAT, body, T0, seed=SEED + 1)
-    assert after["id"] != before["id"]
+    assert rig.ids[2] not in rig.ids[:2]
     assert after["choices"][0]["message"] != before["choices"][0]["message"]
     for _ in range(3):
         assert rig.ask(CHAT, body) == after
@@ -661,3 +671,23 @@ async def test_a_gated_scenario_sends_inference_the_general_way(emu: Harness) ->
     first = await emu.client.post(CHAT, json=SAMPLES[CHAT])
     second = await emu.client.post(CHAT, json=SAMPLES[CHAT])
     assert (first.status_code, second.status_code) == (200, 429)
+
+
+def test_every_live_answer_has_its_own_id_named_after_the_call(rig: Rig) -> None:
+    """One body asked four times (the last two from memory) by two tenants: one content, eight
+    ids, each the engine's name for that tenant's n-th call, so a rerun repeats them."""
+    body = chat(tools=[TOOL], tool_choice="required")
+    answers = [rig.live.infer(CHAT, body, t, None, orjson.dumps(body)) for t in ("a", "b") * 4]
+    ids = [a["id"] for a in answers]
+    assert len(set(ids)) == 8
+    engine = rig.live.engine
+    assert ids == [engine.response_id(CHAT, f"live:{t}:{n}") for n in (1, 2, 3, 4) for t in "ab"]
+    calls = [a["choices"][0]["message"]["tool_calls"][0] for a in answers]
+    assert len({c["id"] for c in calls}) == 8  # tool-call ids are the response's too
+    assert len({c["function"]["arguments"] for c in calls}) == 1
+    text = chat()
+    memo = [rig.live.infer(CHAT, text, "a", None, orjson.dumps(text))["id"] for _ in range(3)]
+    assert len(set(memo)) == 3  # answered from memory the third time, with its own id
+    rig.live.reset("a")
+    again = rig.live.infer(CHAT, text, "a", None, orjson.dumps(text))["id"]
+    assert again == engine.response_id(CHAT, "live:a:1")

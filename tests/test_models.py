@@ -293,6 +293,18 @@ BAD_MODEL_FILES = {
         CHAT_MODEL + '    batch_discount: {"24h": "1.5"}\n',
         "batch_discount.24h must be between 0 and 1",
     ),
+    "image-sizes-on-a-chat-model": (
+        CHAT_MODEL + '    image_sizes: ["1024x1024"]\n',
+        "models[0] (a/chat): image_sizes is for image models only",
+    ),
+    "bad-image-size": (
+        CHAT_MODEL.replace("modality: chat", "modality: image") + '    image_sizes: ["big"]\n',
+        'image_sizes must be a non-empty list of "WxH" sizes, sides 1..4096',
+    ),
+    "image-size-too-large": (
+        CHAT_MODEL.replace("modality: chat", "modality: image") + '    image_sizes: ["8192x8"]\n',
+        'image_sizes must be a non-empty list of "WxH" sizes',
+    ),
 }
 
 

@@ -558,6 +558,9 @@ def chats(n: int, prefix: str = "req-") -> list[dict[str, Any]]:
         ('{custom_id: "req-1*"}', ["req-1", "req-10", "req-11"]),
         ('{custom_id: "req-?"}', [f"req-{i}" for i in range(10)]),
         ('{custom_id_regex: "req-[02468]$"}', ["req-0", "req-2", "req-4", "req-6", "req-8"]),
+        ('{custom_id_regex: "req-1"}', ["req-1"]),  # the whole custom_id (not req-10, req-11)
+        ('{content_regex: "estion 1"}', ["req-1", "req-10", "req-11"]),  # anywhere in the text
+        ('{content_regex: "^QUESTION 1$"}', ["req-1"]),  # case-insensitive
         ("{line: 3}", ["req-2"]),
         ("{line: [1, 12]}", ["req-0", "req-11"]),
         ("{every: 4}", ["req-3", "req-7", "req-11"]),
@@ -801,6 +804,23 @@ async def test_api_faults_on_the_nth_calls_then_recovery(emu: Harness) -> None:
     assert (await emu.client.get(MODELS)).status_code == 200
     assert (await emu.client.get(MODELS)).status_code == 200
     assert (await emu.client.post(CHAT, json=chat_body())).status_code == 200
+
+
+async def test_a_rules_nth_call_counts_every_call_to_its_route(emu: Harness) -> None:
+    """Rule A fails call 1 and rule B call 2 on the same route: call 1's failure by A is still
+    B's first call, so B fires on call 2, not 3."""
+    a = '{route: "/v1/models", calls: [1]}'
+    b = '{route: "/v1/models", calls: [2]}'
+    await use_tenant_scenario(
+        emu,
+        f"api_faults:\n  - match: {a}\n    error: {{code: MODEL_UNAVAILABLE, status: 503}}\n"
+        f"  - match: {b}\n    error: {{code: BACKEND_ERROR}}\n",
+    )
+    codes = []
+    for _ in range(4):
+        resp = await emu.client.get(MODELS)
+        codes.append(resp.json()["error"]["code"] if resp.status_code != 200 else 200)
+    assert codes == ["MODEL_UNAVAILABLE", "BACKEND_ERROR", 200, 200]
 
 
 async def test_api_faults_after_calls(emu: Harness) -> None:

@@ -243,3 +243,27 @@ def test_a_database_that_cannot_be_used_is_refused_before_any_url(
     assert done.stdout == ""  # no "listening on" line
     assert done.stderr.startswith(f"scaigrid-emulator: error: {path}: ")
     assert says in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_date_header_follows_the_emulator_clock(tmp_path: Path) -> None:
+    """One `Date` per response, uvicorn's left out, from the emulator clock: a frozen clock's
+    instant, on every route and on errors, and after an advance the advanced instant."""
+    server = _start(tmp_path, "--clock", "frozen", "--clock-start", "2031-05-06T07:08:09Z")
+    try:
+        with httpx.Client(base_url=server.base_url, timeout=10) as client:
+            auth = {"Authorization": "Bearer sgk_" + "d" * 40}
+            chat = {"model": "openai/gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
+            answers = [
+                client.get("/_emulator/health"),
+                client.get("/v1/models", headers=auth),
+                client.post("/v1/inference/chat", json=chat, headers=auth),  # the fast path
+                client.post("/v1/inference/chat", json={"model": "nope"}, headers=auth),
+                client.get("/v1/no-such-route"),
+            ]
+            for resp in answers:
+                assert resp.headers.get_list("date") == ["Tue, 06 May 2031 07:08:09 GMT"]
+            assert client.post("/_emulator/clock/advance", json={"hours": 25}).is_success
+            after = client.get("/v1/models", headers=auth)
+            assert after.headers["date"] == "Wed, 07 May 2031 08:08:09 GMT"
+    finally:
+        _stop(server, signal.SIGTERM)

@@ -56,6 +56,7 @@ class FastInference:
         core = self.core
         route = scope["path"]
         request_id = core.ids.request_id()
+        date = core.clock.http_date()
         tenant_id = None
         status = 500
         # what the journal keeps, captured as the request context does (references, no copies)
@@ -77,18 +78,21 @@ class FastInference:
                 (b"content-length", str(len(content)).encode()),
                 (b"content-type", _JSON_TYPE),
                 (b"x-request-id", request_id.encode()),
+                (b"date", date),
             ]
             exchange.response_body(content)
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             await send({"type": "http.response.body", "body": content})
         except EmulatorError as err:
             status = err.status
-            await _render(err, scope, receive, send, request_id, exchange)
+            await _render(err, scope, receive, send, request_id, exchange, date)
         except Exception as exc:  # the general path's last line of defence, the same way
             log.exception("unhandled error on %s %s", scope["method"], route)
             status = 500
             internal = InternalError(f"Internal error ({type(exc).__name__}).")
-            await _render(internal, scope, receive, send, request_id, exchange)
+            await _render(
+                internal, scope, receive, send, request_id, exchange, core.clock.http_date()
+            )
         finally:
             if status:
                 core.journal.record(scope, status, tenant_id, request_id, exchange)
@@ -118,10 +122,13 @@ async def _render(
     send: Send,
     request_id: str,
     exchange: Exchange,
+    date: bytes,
 ) -> None:
-    """The one renderer's response, with `X-Request-ID` last as the request context adds it."""
+    """The one renderer's response, with `X-Request-ID` and `Date` last as the request context
+    adds them."""
     response = render_error(err, request_id, scope["path"])
     response.raw_headers.append((b"x-request-id", request_id.encode()))
+    response.raw_headers.append((b"date", date))
     exchange.response_headers = response.raw_headers
     exchange.response_body(bytes(response.body))
     await response(scope, receive, send)

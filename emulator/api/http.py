@@ -202,6 +202,7 @@ class RequestContext:
         request_id = state.get("request_id") or core.ids.request_id()
         state["request_id"] = request_id
         header = (b"x-request-id", request_id.encode())
+        date = (b"date", core.clock.http_date())
         status = 500
         started = False
         # the journal keeps references to what passes by (no copies): see emulator.journal
@@ -223,6 +224,7 @@ class RequestContext:
                 message["headers"] = exchange.response_headers = [
                     *message.get("headers", ()),
                     header,
+                    date,
                 ]
             await send(message)
 

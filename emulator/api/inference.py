@@ -11,7 +11,8 @@ from starlette.responses import Response
 from emulator import wire
 from emulator.api.http import JSON, Stream, caller, core_of, parse_object, read_body
 from emulator.endpoints import CHAT, EMBED, ENDPOINTS, GENERATE, IMAGES
-from emulator.inference.images import png_for
+from emulator.errors import ResultsUrlInvalid
+from emulator.inference.images import png_named
 
 #: what a caller's key must allow to use the inference routes
 PERMISSION = "models:use"
@@ -56,14 +57,16 @@ async def images_generate(request: Request) -> Response:
 async def image_content(request: Request) -> Response:
     """A pre-signed image link: no Authorization header, expiry on the emulator clock."""
     core = core_of(request)
-    digest = request.path_params["digest"]
-    core.signer.verify(
+    core.signer.verify(  # the path names the image and its size, so both are signed
         request.url.path,
         request.query_params.get("expires"),
         request.query_params.get("signature"),
         core.clock.now(),
     )
-    return Response(png_for(digest), media_type="image/png")
+    png = png_named(request.path_params["digest"])
+    if png is None:  # signed, yet not a name links are minted with: not ours to serve
+        raise ResultsUrlInvalid()
+    return Response(png, media_type="image/png")
 
 
 #: the handler of each inference endpoint

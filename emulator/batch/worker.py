@@ -306,6 +306,7 @@ class Worker:
                 created=int(b.started_at + prog.offsets[r.idx]),
                 canned=prog.plan.canned(r),
                 base_url=b.extra.get("base_url"),  # where the client submitted from
+                identity=f"{b.id}/{r.custom_id}",  # custom_ids are unique within a batch
             )
         except EmulatorError as exc:
             return _error(r, exc)

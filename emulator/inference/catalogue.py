@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from emulator.errors import ConfigError, ModelNotFound
+from emulator.inference.images import MAX_SIDE, STANDARD_SIZES, parse_size
 from emulator.records import Model
 from emulator.windows import WINDOWS
 from emulator.yamlfile import read_yaml
@@ -65,7 +66,7 @@ _KNOWN = {
     "slug", "display_name", "modality", "status", "context_window", "max_output_tokens",
     "dimensions", "input_price_per_mtok", "output_price_per_mtok", "price_per_image",
     "batch_discount", "health_status", "active_backend_count", "total_backend_count",
-    "description",
+    "description", "image_sizes",
 }  # fmt: skip
 
 
@@ -131,8 +132,28 @@ def _model(path: Path, i: int, raw: dict[str, Any]) -> Model:
             else None
         ),
         batch_discount={w: _fraction(where, w, discount[w]) for w in WINDOWS},
+        image_sizes=_image_sizes(where, raw),
         extra=extra,
     )
+
+
+def _image_sizes(where: str, raw: dict[str, Any]) -> tuple[str, ...]:
+    """An image model's sizes: its `image_sizes`, else OpenAI's five; () for other models."""
+    given = raw.get("image_sizes")
+    if raw["modality"] != "image":
+        if given is not None:
+            raise ConfigError(f"{where}: image_sizes is for image models only")
+        return ()
+    if given is None:
+        return STANDARD_SIZES
+    if (
+        not isinstance(given, list)
+        or not given
+        or not all(isinstance(s, str) and parse_size(s) for s in given)
+    ):
+        msg = f'a non-empty list of "WxH" sizes, sides 1..{MAX_SIDE} ("1024x1024")'
+        raise ConfigError(f"{where}: image_sizes must be {msg}")
+    return tuple(dict.fromkeys(given))
 
 
 def _positive_int(value: Any) -> bool:

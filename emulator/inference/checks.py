@@ -15,6 +15,7 @@ from typing import Any
 from emulator.endpoints import CHAT, EMBED, ENDPOINTS, GENERATE, IMAGES
 from emulator.errors import RouteNotFound, ValidationError
 from emulator.inference.catalogue import Catalogue
+from emulator.inference.images import sizes_of
 from emulator.records import Model
 
 _ROLES = frozenset({"system", "user", "assistant", "tool", "developer"})
@@ -23,7 +24,6 @@ _MAX_N = 10
 _MAX_STOPS = 4
 _MAX_EMBED_INPUTS = 2048
 
-_IMAGE_SIZES = ("256x256", "512x512", "1024x1024", "1792x1024", "1024x1792")
 _IMAGE_QUALITIES = ("standard", "hd")
 _IMAGE_STYLES = ("vivid", "natural")
 _IMAGE_FORMATS = ("url", "b64_json")
@@ -58,7 +58,7 @@ def check_request(route: str, body: Any, catalogue: Catalogue) -> Model:
         raise _invalid("model", "model is required and must be a string.")
     model = catalogue.get(slug)
     if model.modality != need:
-        msg = f"Model {slug} is a {model.modality} model; {route} needs a {need} model."
+        msg = f"Model {slug} is {_a(model.modality)} model; {route} needs {_a(need)} model."
         raise _invalid("model", msg)
     errs: Errors = []
     _CHECKS[route](body, model, errs)
@@ -149,6 +149,11 @@ def _is_int(value: Any) -> bool:
 
 def _is_num(value: Any) -> bool:
     return isinstance(value, _NUMBER) and not isinstance(value, bool)
+
+
+def _a(word: str) -> str:
+    """`word` with its indefinite article: "an image", "a chat"."""
+    return f"{'an' if word[:1] in 'aeiou' else 'a'} {word}"
 
 
 def _err(field: str, message: str) -> dict[str, Any]:
@@ -330,10 +335,17 @@ def _check_images(body: dict[str, Any], model: Model, errs: Errors) -> None:
     if not isinstance(prompt, str) or not prompt.strip():
         errs.append(_err("prompt", "prompt is required and must be a non-empty string."))
     _check_range(body, "n", 1, _MAX_N, errs)
-    _check_enum(body, "size", _IMAGE_SIZES, errs)
+    _check_size(body.get("size"), model, errs)
     _check_enum(body, "quality", _IMAGE_QUALITIES, errs)
     _check_enum(body, "style", _IMAGE_STYLES, errs)
     _check_enum(body, "response_format", _IMAGE_FORMATS, errs)
+
+
+def _check_size(size: Any, model: Model, errs: Errors) -> None:
+    sizes = sizes_of(model)
+    if size is not None and size not in sizes:
+        allowed = ", ".join(sizes)
+        errs.append(_err("size", f"size must be one of: {allowed} for model {model.slug}."))
 
 
 _CHECKS: dict[str, Callable[[dict[str, Any], Model, Errors], None]] = {

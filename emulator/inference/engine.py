@@ -51,8 +51,9 @@ from emulator.errors import RouteNotFound
 from emulator.inference.catalogue import Catalogue
 from emulator.inference.checks import check_request
 from emulator.inference.embeddings import Embedder, float32_base64
-from emulator.inference.images import png_for
-from emulator.inference.jsonfake import fake_value, words
+from emulator.inference.fakestrings import words
+from emulator.inference.images import image_name, png_for, size_for
+from emulator.inference.jsonfake import fake_value
 from emulator.records import Model
 
 __all__ = ["Engine", "canonical", "estimate_tokens", "png_for", "prompt_tokens"]
@@ -67,6 +68,8 @@ _STREAM_WORDS = 3  # words per streamed content delta
 _VOLATILE = ("stream", "stream_options")  # transport options, not part of the request's identity
 _CUTS = frozenset({"max_tokens", "max_completion_tokens", "stop"})  # options that only cut text
 _JSON_FORMATS = ("json_object", "json_schema")
+#: what a response id starts with, by route (embeddings and images carry no id)
+_ID_PREFIXES = {CHAT: "chatcmpl-", GENERATE: "cmpl-"}
 _INDEX_BYTES = tuple(bytes((i,)) for i in range(256))  # bytes((i,)) without building a tuple
 _REVISES_PROMPT = frozenset({"openai/dall-e-3"})  # models that answer with a revised_prompt
 _PIECE_RE = re.compile(r"(?<=\s)(?=\S)")
@@ -161,9 +164,10 @@ def _build_corpus(seed: int) -> list[str]:
 
 
 class Links(Protocol):
-    """Mints the URL an image is served at (`emulator.inference.images.ImageLinks`)."""
+    """Mints the URL an image is served at (`emulator.inference.images.ImageLinks`), from the
+    image's name (`emulator.inference.images.image_name`: its digest and size)."""
 
-    def url(self, digest: str, base_url: str | None) -> str: ...
+    def url(self, name: str, base_url: str | None) -> str: ...
 
 
 # (content, tool_calls, finish_reason): a plain tuple, as a NamedTuple's __new__ runs in Python.
@@ -215,26 +219,36 @@ class Engine:
         created: int,
         canned: str | None = None,
         base_url: str | None = None,
+        identity: str | None = None,
     ) -> dict[str, Any]:
         """The response data object for `route`; validates first. Image links point at
-        `base_url` (where the client reached us) when given."""
+        `base_url` (where the client reached us) when given. `identity` names this response
+        among all others (`response_id`); without one, a response is named after its body."""
         handler = self._routes.get(route)
         if handler is None:
             raise RouteNotFound(f"No inference route {route}.")
         if route == IMAGES:
             return self.images(body, created=created, base_url=base_url)
-        return handler(body, created=created, canned=canned)
+        return handler(body, created=created, canned=canned, identity=identity)
 
     def validate(self, route: str, body: Any) -> Model:
         """Check `body` for `route`; the model it names, or ValidationError / ModelNotFound."""
         return check_request(route, body, self.catalogue)
 
-    def chat(self, body: Any, *, created: int, canned: str | None = None) -> dict[str, Any]:
+    def response_id(self, route: str, identity: str) -> str:
+        """The id of the response `identity` names (a live call, a batch line): unique per
+        response, a pure function of the seed and the identity, whatever the body."""
+        return _ID_PREFIXES[route] + self._named(identity).hex()[:24]
+
+    def chat(
+        self, body: Any, *, created: int, canned: str | None = None, identity: str | None = None
+    ) -> dict[str, Any]:
         model = check_request(CHAT, body, self.catalogue)
-        digest, content = self._digests(model, body)
+        digest, content = self._digests(model, body, identity)
         items = []
         completion = 0
-        for i, choice in enumerate(self._chat_choices(body, content, canned)):
+        name = digest if identity is not None else content  # what tool-call ids derive from
+        for i, choice in enumerate(self._chat_choices(body, content, canned, name)):
             items.append({"index": i, "message": _message(choice), "finish_reason": choice[2]})
             completion += _choice_tokens(choice)
         return {
@@ -247,12 +261,14 @@ class Engine:
         }
 
     def chat_stream(
-        self, body: Any, *, created: int, canned: str | None = None
+        self, body: Any, *, created: int, canned: str | None = None, identity: str | None = None
     ) -> list[dict[str, Any]]:
         """The SSE chunk objects of a streamed chat answer, in order, without the "[DONE]"."""
         model = self.validate(CHAT, body)
-        digest, content = self._digests(model, body)
-        choices = self._chat_choices(body, content, canned)
+        digest, content = self._digests(model, body, identity)
+        choices = self._chat_choices(
+            body, content, canned, digest if identity is not None else content
+        )
         head = {
             "id": "chatcmpl-" + digest.hex()[:24],
             "object": "chat.completion.chunk",
@@ -270,9 +286,11 @@ class Engine:
             chunks.append({**head, "choices": [], "usage": usage})
         return chunks
 
-    def generate(self, body: Any, *, created: int, canned: str | None = None) -> dict[str, Any]:
+    def generate(
+        self, body: Any, *, created: int, canned: str | None = None, identity: str | None = None
+    ) -> dict[str, Any]:
         model = self.validate(GENERATE, body)
-        digest, content = self._digests(model, body)
+        digest, content = self._digests(model, body, identity)
         choices = self._text_choices(body, content, body.get("n") or 1, canned)
         completion = sum(estimate_tokens(text or "") for text, _, _ in choices)
         prompt = estimate_tokens(body["prompt"])
@@ -288,9 +306,11 @@ class Engine:
             "usage": _usage(prompt, completion),
         }
 
-    def embed(self, body: Any, *, created: int, canned: str | None = None) -> dict[str, Any]:
-        """Embeddings. `created` and `canned` are accepted for a uniform signature: the shape has
-        no `created` field, and canned text does not apply."""
+    def embed(
+        self, body: Any, *, created: int, canned: str | None = None, identity: str | None = None
+    ) -> dict[str, Any]:
+        """Embeddings. `created`, `canned` and `identity` are accepted for a uniform signature:
+        the shape has no `created` field or id, and canned text does not apply."""
         model = self.validate(EMBED, body)
         texts = [body["input"]] if isinstance(body["input"], str) else body["input"]
         width = body.get("dimensions") or model.dimensions or 0
@@ -319,13 +339,14 @@ class Engine:
         count = body.get("n") or 1
         # "url" is the default; without links only b64_json can be served.
         links = self.links if body.get("response_format") != "b64_json" else None
+        size = size_for(model, body.get("size"))
         data = []
         for i in range(count):
             image = hashlib.sha256(digest + b"image" + bytes((i,))).hexdigest()[:32]
             item: dict[str, Any] = (
-                {"url": links.url(image, base_url)}
+                {"url": links.url(image_name(image, size), base_url)}
                 if links is not None
-                else {"b64_json": base64.b64encode(png_for(image)).decode("ascii")}
+                else {"b64_json": base64.b64encode(png_for(image, size)).decode("ascii")}
             )
             if model.slug in _REVISES_PROMPT:
                 item["revised_prompt"] = self._revised_prompt(body["prompt"], digest, i)
@@ -350,17 +371,30 @@ class Engine:
         prefix = self._slug_prefixes.get(slug) or self._prefix + slug.encode() + b"\x00"
         return hashlib.sha256(prefix + canonical(body)).digest()
 
-    def _digests(self, model: Model, body: dict[str, Any]) -> tuple[bytes, bytes]:
-        """The identity, and the digest text is drawn from: the identity without the cut options,
-        so a request with max_tokens or stop gets a prefix of the answer it would get without."""
-        digest = self._digest(model, body)
-        if "max_tokens" in body or "max_completion_tokens" in body or "stop" in body:
-            return digest, self._digest(model, {k: v for k, v in body.items() if k not in _CUTS})
-        return digest, digest
+    def _named(self, identity: str) -> bytes:
+        return hashlib.sha256(self._prefix + b"response\x00" + identity.encode()).digest()
+
+    def _digests(
+        self, model: Model, body: dict[str, Any], identity: str | None
+    ) -> tuple[bytes, bytes]:
+        """What names the response (its id and its tool calls' ids: `identity`'s digest, or the
+        body's), and the digest text is drawn from: the body without the cut options, so a
+        request with max_tokens or stop gets a prefix of the answer it would get without."""
+        cut = "max_tokens" in body or "max_completion_tokens" in body or "stop" in body
+        content = (
+            self._digest(model, {k: v for k, v in body.items() if k not in _CUTS})
+            if cut
+            else self._digest(model, body)
+        )
+        if identity is not None:
+            return self._named(identity), content
+        return (self._digest(model, body) if cut else content), content
 
     def _chat_choices(
-        self, body: dict[str, Any], digest: bytes, canned: str | None
+        self, body: dict[str, Any], digest: bytes, canned: str | None, name: bytes
     ) -> list[_Choice]:
+        """The choices, from the content `digest`; tool calls' ids from `name` (the response's
+        identity, or for a response named after its body, the content digest)."""
         count = body.get("n") or 1
         fmt = (body.get("response_format") or {}).get("type")
         if canned is not None or (_tool_to_call(body, 0) is None and fmt not in _JSON_FORMATS):
@@ -369,7 +403,7 @@ class Engine:
         for i in range(count):  # tools (which take precedence) or a JSON format
             tool = _tool_to_call(body, digest[i])
             if tool is not None:
-                out.append(_tool_choice(tool, digest, i))
+                out.append(_tool_choice(tool, digest, i, name))
             else:
                 out.append(self._json_choice(body["response_format"], digest, i))
         return out
@@ -486,11 +520,11 @@ def _tool_to_call(body: dict[str, Any], pick: int) -> dict[str, Any] | None:
     return functions[pick % len(functions)]
 
 
-def _tool_choice(function: dict[str, Any], digest: bytes, index: int) -> _Choice:
+def _tool_choice(function: dict[str, Any], digest: bytes, index: int, name: bytes) -> _Choice:
     rng = random.Random(digest + b"tool" + bytes((index,)))
     arguments = fake_value(function.get("parameters", {"type": "object"}), rng)
     call = {
-        "id": "call_" + hashlib.sha256(digest + b"call" + bytes((index,))).hexdigest()[:24],
+        "id": "call_" + hashlib.sha256(name + b"call" + bytes((index,))).hexdigest()[:24],
         "type": "function",
         "function": {"name": function["name"], "arguments": _dumps(arguments)},
     }

@@ -2,71 +2,39 @@
 
 Used for tool-call arguments and `json_schema` response formats, so a client's parser and its own
 schema validation see realistic data. The value is a pure function of the schema and the state of
-the `random.Random` passed in; strings are words from Faker's English lorem list.
+the `random.Random` passed in; strings come from `fakestrings` (Faker's English lorem words,
+formats, and `pattern` through `regexgen`).
 
-Supported keywords: `type` (a name or a list of names), `enum` and `const` at any level; objects
-(`properties`, `required`, `additionalProperties` incl. false, `minProperties`, `maxProperties`);
-arrays (`items`, `prefixItems`, draft-7 tuple `items`, `minItems`, `maxItems`, `uniqueItems`,
-`contains`); strings (`minLength`, `maxLength`, `format` date-time/date/time/email/uri/uuid/
-hostname/ipv4/ipv6/duration); integers and numbers (`minimum`, `maximum`, `exclusiveMinimum`,
+Supported keywords, the JSON Schema that OpenAI's structured outputs accept and more: `type` (a
+name or a list of names, so `["string", "null"]` is nullable), `enum` and `const` at any level;
+objects (`properties`, `required`, `additionalProperties` incl. false, `minProperties`,
+`maxProperties`); arrays (`items`, `prefixItems`, draft-7 tuple `items`, `minItems`, `maxItems`,
+`uniqueItems`, `contains`); strings (`pattern`, `minLength`, `maxLength`, `format`: see
+`fakestrings`); integers and numbers (`minimum`, `maximum`, `exclusiveMinimum`,
 `exclusiveMaximum` in both the numeric and the draft-4 boolean form, `multipleOf`); `boolean`,
-`null`; `anyOf` and `oneOf` (the first usable branch; for `oneOf` a branch whose value also
-matches another branch is skipped when a quick check can tell); `allOf` (merged into one schema);
-`$ref` to a JSON pointer inside the same document ("#/$defs/...", "#/definitions/...").
+`null`; `anyOf` and `oneOf` (a usable branch, drawn at random, but deep down the one that grows
+least when some branch is an object, an array or a `$ref`; for `oneOf` a branch whose value also
+matches another branch is skipped when a quick check can tell); `allOf` (merged into one
+schema); `$ref` to a JSON pointer inside the same document ("#", "#/$defs/...",
+"#/definitions/..."), recursive ones included: past a depth, optional properties and optional
+items are left out and nullable objects and arrays are null, so a value always ends.
 
-Not honoured, silently (the value may then fail validation): `pattern`, `patternProperties`,
-`propertyNames`, `not`, `if`/`then`/`else`, `dependentRequired`/`dependentSchemas`, and `$ref`s to
-other documents. Unsatisfiable schemas (e.g. `false`) give `None`.
+Not honoured, silently (the value may then fail validation): `patternProperties`,
+`propertyNames`, `not`, `if`/`then`/`else`, `dependentRequired`/`dependentSchemas`, `$ref`s to
+other documents, a `pattern` the regex generator cannot read (`fakestrings` says which), and
+demands past the caps below. Unsatisfiable schemas (e.g. `false`) give `None`.
 """
 
 from __future__ import annotations
 
-import ast
-import functools
-import importlib.util
 import json
 import math
 import random
-import re
-import uuid
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any, TypeGuard
 
-
-@functools.cache
-def words() -> tuple[str, ...]:
-    """Faker's English lorem words, read on first use. They are read from the source of Faker's
-    `en_US` lorem provider without importing it: importing any part of Faker costs ~0.15 s (it
-    scans its locales), which a server's first batch or first live answer would pay. Importing
-    is the fallback; a test proves both give the same words."""
-    return _words_from_source() or _words_from_faker()
-
-
-def _words_from_faker() -> tuple[str, ...]:
-    from faker.providers.lorem.en_US import Provider
-
-    return tuple(Provider.word_list)
-
-
-_WORD_LIST = re.compile(r"^    word_list = (\(\n.*?\n    \))\n", re.MULTILINE | re.DOTALL)
-
-
-def _words_from_source() -> tuple[str, ...] | None:
-    """The provider's `word_list` tuple literal, or None if the source is not laid out so."""
-    spec = importlib.util.find_spec("faker")  # finds the package without running it
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(spec.submodule_search_locations[0], "providers", "lorem", "en_US", "__init__.py")
-    try:
-        match = _WORD_LIST.search(path.read_text(encoding="utf-8"))
-        found = ast.literal_eval(match.group(1)) if match else None
-    except (OSError, ValueError, SyntaxError):
-        return None
-    if not isinstance(found, tuple) or not all(isinstance(w, str) for w in found):
-        return None
-    return found
-
+from emulator.inference.fakestrings import fake_string, words
+from emulator.inference.regexgen import searches
 
 Schema = Mapping[str, Any]
 
@@ -74,9 +42,9 @@ Schema = Mapping[str, Any]
 # schemas (a tree node whose children are nodes) end; _MAX_DEPTH is the hard stop.
 _SHALLOW = 3
 _MAX_DEPTH = 12
-# Caps on what one schema may ask for, so `minLength: 1e12` cannot hang a live call or a batch
+# Caps on what one schema may ask for, so `minItems: 1e12` cannot hang a live call or a batch
 # worker: a schema that demands more gets a value that stops at the cap (and does not validate).
-_MAX_STRING = 4096
+# Strings have theirs in `fakestrings`.
 _MAX_ITEMS = 256
 _MAX_PROPERTIES = 64
 # Values generated before everything counts as deep: a tree whose nodes need two child nodes
@@ -230,8 +198,10 @@ class _Generator:
         if isinstance(declared, list):
             options = [t for t in declared if t in self.by_type] or ["string"]
             solid = [t for t in options if t != "null"]
-            # A nullable field is mostly filled in; deep down, null ends recursion instead.
-            if not solid or ("null" in options and (depth >= _SHALLOW or self.rng.random() < 0.2)):
+            # A nullable field is mostly filled in; deep down, a nullable object or array is null
+            # instead, which ends recursion.
+            grows = depth >= _SHALLOW and ("object" in solid or "array" in solid)
+            if not solid or ("null" in options and (grows or self.rng.random() < 0.2)):
                 return "null"
             return str(self.rng.choice(solid))
         keys = schema.keys()
@@ -262,8 +232,12 @@ class _Generator:
         usable = [(i, b) for i, b in enumerate(branches) if self.resolve(b) is not None]
         if not usable:
             return None
-        if depth >= _SHALLOW:  # prefer branches that do not recurse, so deep values stay small
-            usable.sort(key=lambda pair: _weight(pair[1]))
+        weights = [_weight(branch) for _, branch in usable]
+        if depth >= _SHALLOW and max(weights) >= 2:  # deep down, prefer branches that do not
+            usable.sort(key=lambda pair: _weight(pair[1]))  # grow, so values stay small and end
+        elif len(usable) > 1:  # else any branch, so `anyOf: [X, null]` is sometimes null
+            start = self.rng.randrange(len(usable))
+            usable = usable[start:] + usable[:start]
         if not exclusive:
             return self.value(merge(siblings, {"allOf": [usable[0][1]]}), depth)
         first: Any = None
@@ -344,19 +318,7 @@ class _Generator:
         return out
 
     def _string(self, schema: Schema, depth: int) -> str:
-        fmt = _FORMATS.get(schema.get("format", ""))
-        text = fmt(self.rng, self.words) if fmt else self._words(self.rng.randint(1, 3))
-        least = min(schema["minLength"], _MAX_STRING) if _is_int(schema.get("minLength")) else 0
-        most = schema.get("maxLength") if _is_int(schema.get("maxLength")) else None
-        while len(text) < least:
-            text += " " + self._words(1)
-        if most is not None and len(text) > most:
-            cut = text[:most]
-            text = cut.rstrip() if len(cut.rstrip()) >= least else cut
-        return text
-
-    def _words(self, count: int) -> str:
-        return " ".join(self.rng.choice(self.words) for _ in range(count))
+        return fake_string(schema, self.rng, self.words)
 
     def _integer(self, schema: Schema, depth: int) -> int:
         lo, hi, lo_open, hi_open = _bounds(schema)
@@ -451,7 +413,10 @@ def _weight(branch: Any) -> int:
 def _scalar_conforms(schema: Schema, value: Any) -> bool:
     if isinstance(value, str):
         least, most = schema.get("minLength"), schema.get("maxLength")
-        return not (_is_int(least) and len(value) < least or _is_int(most) and len(value) > most)
+        if _is_int(least) and len(value) < least or _is_int(most) and len(value) > most:
+            return False
+        pattern = schema.get("pattern")
+        return not isinstance(pattern, str) or searches(pattern, value) is not False
     if _is_num(value):
         lo, hi, lo_open, hi_open = _bounds(schema)
         low = -math.inf if lo is None else lo
@@ -489,40 +454,3 @@ def _inside(value: float, low: float, high: float, lo_open: bool, hi_open: bool)
     above = value > low if lo_open else value >= low
     below = value < high if hi_open else value <= high
     return above and below
-
-
-# --- string formats -------------------------------------------------------------------------------
-
-
-def _date(rng: random.Random, words: Sequence[str]) -> str:
-    # Day 28 at most, so every month is valid without a calendar.
-    return f"{rng.randint(2020, 2030):04d}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
-
-
-def _time(rng: random.Random, words: Sequence[str]) -> str:
-    return f"{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d}Z"
-
-
-def _uuid(rng: random.Random, words: Sequence[str]) -> str:
-    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
-
-
-def _slug(rng: random.Random, words: Sequence[str]) -> str:
-    return rng.choice(words)  # the lorem list is plain lower-case letters: safe in URLs and emails
-
-
-_FORMATS: dict[str, Callable[[random.Random, Sequence[str]], str]] = {
-    "date-time": lambda r, w: f"{_date(r, w)}T{_time(r, w)}",
-    "date": _date,
-    "time": _time,
-    "email": lambda r, w: f"{_slug(r, w)}.{_slug(r, w)}@example.com",
-    "uri": lambda r, w: f"https://example.com/{_slug(r, w)}/{_slug(r, w)}",
-    "url": lambda r, w: f"https://example.com/{_slug(r, w)}/{_slug(r, w)}",
-    "iri": lambda r, w: f"https://example.com/{_slug(r, w)}",
-    "uri-reference": lambda r, w: f"/{_slug(r, w)}/{_slug(r, w)}",
-    "uuid": _uuid,
-    "hostname": lambda r, w: f"{_slug(r, w)}.example.com",
-    "ipv4": lambda r, w: ".".join(str(r.randint(1, 254)) for _ in range(4)),
-    "ipv6": lambda r, w: "2001:db8::" + format(r.getrandbits(16), "x"),
-    "duration": lambda r, w: f"P{r.randint(1, 30)}D",
-}

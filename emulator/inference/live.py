@@ -5,6 +5,11 @@ body (its exact bytes) is answered from memory, unless the tenant's scenario inj
 canned text into live calls: those count calls, so every call must reach them. A body is
 remembered the second time it is seen: a client whose every body differs (the usual case) would
 otherwise pay for filling and evicting the memory on every call and never be answered from it.
+
+Every answer has its own id all the same: a live call is its tenant's n-th (counted from the
+server's start or the tenant's reset), and its id is named after that (`Engine.response_id`), so
+two calls with one body get one content and two ids, reproducibly under a seed. An answer with
+tool calls is never remembered: their ids are the response's too.
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ SEEN_SIZE = 4 * MEMO_SIZE
 class Live:
     def __init__(self, engine: Engine, clock: Clock, scenarios: Scenarios) -> None:
         self.engine, self.clock, self.scenarios = engine, clock, scenarios
-        self._calls: defaultdict[str | None, int] = defaultdict(int)  # live calls per tenant
+        self._calls: defaultdict[str | None, int] = defaultdict(int)  # scenario-counted calls
+        self._answered: defaultdict[str | None, int] = defaultdict(int)  # live answers per tenant
         self._answers: OrderedDict[tuple[str, bytes], dict[str, Any]] = OrderedDict()
         self._seen: set[tuple[str, bytes]] = set()  # keys asked once, not yet remembered
 
@@ -44,22 +50,27 @@ class Live:
         there; `raw` is the body's exact bytes, the key of the memo (None: do not remember)."""
         now = int(self.clock.now())
         scenario = self.scenarios.for_tenant(tenant_id)
+        identity = self._identity(tenant_id)
         if scenario.faults or scenario.canned:
             canned = self._effects(scenario, route, body, tenant_id)
-            return self.engine.infer(route, body, created=now, canned=canned, base_url=base_url)
+            return self.engine.infer(
+                route, body, created=now, canned=canned, base_url=base_url, identity=identity
+            )
         if raw is None or not ENDPOINTS[route].memo:
-            return self.engine.infer(route, body, created=now, base_url=base_url)
+            return self.engine.infer(route, body, created=now, base_url=base_url, identity=identity)
         key = (route, raw)
         hit = self._answers.get(key)
         if hit is not None:
-            return {**hit, "created": now}
-        answer = self.engine.infer(route, body, created=now)
+            return {**hit, "id": self.engine.response_id(route, identity), "created": now}
+        answer = self.engine.infer(route, body, created=now, identity=identity)
         if key not in self._seen:
             if len(self._seen) >= SEEN_SIZE:
                 self._seen.clear()  # forgetting a first sighting costs one more engine call
             self._seen.add(key)
             return answer
         self._seen.discard(key)
+        if _calls_tools(answer):
+            return answer
         if len(self._answers) >= MEMO_SIZE:
             self._answers.popitem(last=False)
         self._answers[key] = answer
@@ -69,7 +80,15 @@ class Live:
         """The SSE chunks of a streamed chat answer."""
         scenario = self.scenarios.for_tenant(tenant_id)
         canned = self._effects(scenario, CHAT, body, tenant_id)
-        return self.engine.chat_stream(body, created=int(self.clock.now()), canned=canned)
+        identity = self._identity(tenant_id)
+        return self.engine.chat_stream(
+            body, created=int(self.clock.now()), canned=canned, identity=identity
+        )
+
+    def _identity(self, tenant_id: str | None) -> str:
+        """What names this call's answer: the tenant's n-th live answer."""
+        self._answered[tenant_id] += 1
+        return f"live:{tenant_id}:{self._answered[tenant_id]}"
 
     def _effects(
         self, scenario: Scenario, route: str, body: Any, tenant_id: str | None
@@ -97,5 +116,11 @@ class Live:
         """Forget the live-call counts of one tenant, or of everyone."""
         if tenant_id is None:
             self._calls.clear()
+            self._answered.clear()
         else:
             self._calls.pop(tenant_id, None)
+            self._answered.pop(tenant_id, None)
+
+
+def _calls_tools(answer: dict[str, Any]) -> bool:
+    return any("tool_calls" in c.get("message", ()) for c in answer.get("choices", ()))

@@ -80,10 +80,11 @@ class ApiEffects:
         tenant: str | None,
         now: float,
     ) -> Effect:
-        """Count this call against each rule that applies; the first rule with an error that
-        fires ends the call (after the latency of every rule that fired so far). `activation`
-        numbers the setting that put the scenario in force, so counts start afresh when it is
-        set again; draws use the scenario's own seed if it pins one."""
+        """Count this call against every rule that applies (a rule's N-th call is the N-th call
+        to a route it covers, whatever other rules did with it); the first rule with an error
+        that fires ends the call, after the latency of every rule that fired before it.
+        `activation` numbers the setting that put the scenario in force, so counts start afresh
+        when it is set again; draws use the scenario's own seed if it pins one."""
         seed = seed if scenario.seed is None else scenario.seed
         effect = Effect()
         for n, rule in enumerate(scenario.api_faults):
@@ -92,12 +93,15 @@ class ApiEffects:
             key = (tenant, activation, n)
             self.calls[key] += 1
             call = self.calls[key]
+            if effect.error is not None:  # counted; the call has failed already
+                continue
             if not rule.fires(call, unit(seed, "api", scenario.name, tenant, n, call)):
                 continue
             effect.latency += rule.latency or 0.0
             if rule.error is not None:
                 effect.error = rule.error.error()
-                return effect
+        if effect.error is not None:
+            return effect
         limit = scenario.rate_limit
         if limit is not None and limit.covers(path):
             bucket = (tenant, who if limit.scope == "key" else "")
