@@ -1,5 +1,5 @@
 """The `scaigrid-emulator` command: `serve` runs the emulator; `scenario list`, `scenario show`
-and `scenario check` work with scenarios."""
+and `scenario check` work with scenarios; `conformance` checks an endpoint's wire format."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from emulator import __version__
+from emulator.conformance.options import Options as ConformanceOptions
 from emulator.errors import ConfigError
 from emulator.settings import Settings, add_arguments, build_settings
 
@@ -56,7 +57,73 @@ def parser() -> argparse.ArgumentParser:
         description="Validate scenario YAML files; every problem of each file is reported.",
     )
     check.add_argument("files", nargs="+", metavar="FILE")
+    add_conformance_arguments(commands)
     return top
+
+
+def add_conformance_arguments(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> None:
+    conformance = commands.add_parser(
+        "conformance",
+        help="check an endpoint against the wire format the emulator assumes",
+        description="Run the checks of the emulator's wire-format assumptions (each named after "
+        "a row of the README's assumptions table) against an endpoint: the emulator or the real "
+        "ScaiGrid. Only GET requests are sent unless --allow-writes is given. Exit 0 if every "
+        "check that ran passed, 1 if any failed, 2 on a usage or connection error.",
+    )
+    conformance.add_argument(
+        "--base-url",
+        required=True,
+        metavar="URL",
+        help="the service's root, e.g. http://127.0.0.1:8080",
+    )
+    conformance.add_argument(
+        "--api-key", metavar="KEY", help="an sgk_ key (default: $SCAIGRID_API_KEY)"
+    )
+    conformance.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="run only this check (repeatable)",
+    )
+    conformance.add_argument(
+        "--allow-writes",
+        action="store_true",
+        help="also run the checks that create data or cost money",
+    )
+    conformance.add_argument("--json", action="store_true", help="print the report as JSON")
+    default = ConformanceOptions()
+    conformance.add_argument(
+        "--model",
+        default=default.model,
+        help=f"the chat model of the one-line test batches (default {default.model})",
+    )
+    conformance.add_argument(
+        "--poll-interval",
+        type=float,
+        default=default.poll_interval,
+        metavar="SECONDS",
+        help=f"seconds between polls of a test batch (default {default.poll_interval:g})",
+    )
+    conformance.add_argument(
+        "--timeout",
+        type=float,
+        default=default.timeout,
+        metavar="SECONDS",
+        help=f"how long a test batch may take to end (default {default.timeout:g})",
+    )
+    conformance.add_argument(
+        "--receiver-url", metavar="URL", help="public URL that reaches the local webhook receiver"
+    )
+    conformance.add_argument(
+        "--receiver-port",
+        type=int,
+        default=default.receiver_port,
+        metavar="PORT",
+        help="port of the local webhook receiver (default: any free one)",
+    )
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
@@ -68,6 +135,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             "check": lambda: check_scenarios(args.files),
         }
         return commands[args.scenario_command]()
+    if args.command == "conformance":
+        return conformance(args, os.environ if env is None else env)
     try:
         settings = build_settings(vars(args), os.environ if env is None else env)
     except ConfigError as exc:
@@ -121,6 +190,48 @@ def check_scenarios(files: Sequence[str]) -> int:
         else:
             print(f"{name}: ok (scenario '{scenario.name}')")
     return 1 if failed else 0
+
+
+def conformance(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """Run the checks against `--base-url` and print the report; exit 0, 1 or 2."""
+    import asyncio
+
+    from emulator.conformance import runner
+    from emulator.conformance.checks import BY_NAME
+
+    api_key = args.api_key or env.get("SCAIGRID_API_KEY")
+    unknown = [name for name in args.only if name not in BY_NAME]
+    problem = runner.base_url_problem(args.base_url)
+    if unknown:
+        problem = f"unknown check {unknown[0]!r} (known: {', '.join(BY_NAME)})"
+    elif not api_key:
+        problem = "--api-key (or SCAIGRID_API_KEY) is required"
+    if problem or not api_key:
+        print(f"scaigrid-emulator: error: {problem}", file=sys.stderr)
+        return 2
+    options = ConformanceOptions(
+        writes=args.allow_writes,
+        model=args.model,
+        poll_interval=args.poll_interval,
+        timeout=args.timeout,
+        receiver_url=args.receiver_url,
+        receiver_port=args.receiver_port,
+    )
+
+    async def run() -> list[runner.Outcome]:
+        async with runner.client_for(args.base_url, api_key) as client:
+            return await runner.run(client, options, args.only)
+
+    try:
+        outcomes = asyncio.run(run())
+    except runner.Stopped as exc:
+        print(f"scaigrid-emulator: error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(runner.render_json(args.base_url, outcomes))
+    else:
+        print(runner.render_text(outcomes))
+    return runner.exit_code(outcomes)
 
 
 def is_loopback(host: str) -> bool:

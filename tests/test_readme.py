@@ -202,3 +202,15 @@ def test_openapi_example_runs_as_written(server: str, tmp_path: Path) -> None:
     block = next(b for b in shell_blocks() if "/openapi.json" in b)
     assert run_block(block, server, tmp_path).strip() == "3.1.0 ['get', 'post']"
     assert "prints `3.1.0 ['get', 'post']`" in README
+
+
+def test_conformance_example_runs_as_written(server: str, tmp_path: Path) -> None:
+    block = next(b for b in shell_blocks() if "conformance --base-url" in b)
+    command = f"{sys.executable} -m emulator conformance"
+    out = run_block(block, server, tmp_path, **{"scaigrid-emulator conformance": command})
+    lines = out.splitlines()
+    shown = re.search(r"```text\n(PASS .*?)```", README, re.DOTALL)
+    assert shown, "the README shows the command's output"
+    for line in shown.group(1).splitlines():
+        assert line == "..." or line in lines, line
+    assert lines[-1].startswith("8 passed, 0 failed, 14 skipped")
