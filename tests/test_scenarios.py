@@ -1170,3 +1170,26 @@ async def test_an_invalid_tenant_scenario_is_422_and_changes_nothing(emu: Harnes
     assert "faults[0].error.code (line 2)" in err["message"]
     _, results = await run_batch(emu, chats(1))
     assert failing(results) == ["req-0"]
+
+
+@pytest.mark.parametrize("name", ["api-outage", "rate-limited"])
+async def test_a_submit_naming_a_scenario_of_api_rules_only_is_refused(
+    emu: Harness, name: str
+) -> None:
+    """Its rules act on API calls, so for one batch it would do nothing: a 422 that says
+    where to set it instead, and no batch made."""
+    resp = await emu.client.post(
+        BATCH, json={"input_file_base64": b64(chats(1))}, headers={"X-Emulator-Scenario": name}
+    )
+    err = error_of(resp, 422, "VALIDATION_ERROR")
+    assert "only has API-level rules" in err["message"]
+    assert err["details"][0]["field"] == "X-Emulator-Scenario"
+    assert (await emu.client.get(BATCH)).json()["data"]["items"] == []
+    both = (
+        "{api_faults: [{match: {calls: [9]}, error: {code: BACKEND_ERROR}}],"
+        " batch: {cancel_after: 1}}"
+    )
+    resp = await emu.client.post(
+        BATCH, json={"input_file_base64": b64(chats(2))}, headers={"X-Emulator-Scenario": both}
+    )
+    assert resp.status_code == 200, resp.text  # batch-level rules too: it acts on the batch

@@ -228,8 +228,25 @@ class Batches:
         return batch
 
     def _scenario(self, tenant_id: str, ref: str | None) -> Scenario:
-        """The scenario in force: the named one (the submit's header), else the tenant's."""
-        return self.scenarios.resolve(ref) if ref else self.scenarios.for_tenant(tenant_id)
+        """The scenario in force: the named one (the submit's header), else the tenant's. A
+        named scenario whose rules all act on API calls would do nothing to the batch: refused,
+        rather than silently ignored."""
+        if not ref:
+            return self.scenarios.for_tenant(tenant_id)
+        scenario = self.scenarios.resolve(ref)
+        if scenario.only_acts_on_api_calls():
+            raise ValidationError(
+                f"Scenario '{scenario.name}' only has API-level rules (api_faults, rate_limit), "
+                "which act on API calls, not on a batch.",
+                details=[
+                    {
+                        "field": "X-Emulator-Scenario",
+                        "message": "set it for the tenant (PUT /_emulator/tenants/{id}/scenario) "
+                        "or globally (PUT /_emulator/scenario) to have it act on API calls",
+                    }
+                ],
+            )
+        return scenario
 
     async def _input(
         self, tenant_id: str, body: dict[str, Any], max_bytes: int

@@ -206,6 +206,17 @@ class Scenario:
     def summary(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description, "source": self.source}
 
+    def only_acts_on_api_calls(self) -> bool:
+        """It has rules, and every one acts on API calls (`api_faults`, `rate_limit`), none on
+        a batch's processing, limits or webhooks: named for one batch, it would do nothing."""
+        batch_level = (
+            self.start_delay or self.latency or self.concurrency != 1 or self.finalize
+            or self.cancel_delay or self.faults or self.canned or self.fail_input
+            or self.cancel_after is not None or self.window is not None or self.limits
+            or self.webhooks
+        )  # fmt: skip
+        return bool(self.api_faults or self.rate_limit) and not batch_level
+
     def plan(self, seed: int, batch_id: str) -> ScenarioPlan:
         return ScenarioPlan(self, self.seed if self.seed is not None else seed, batch_id)
 
