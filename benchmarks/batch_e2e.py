@@ -20,7 +20,8 @@ Measured, each the median of --rounds rounds (floor and emulator alternate):
           same way (first 200 of its only route).                  bar: emulator <= 1.3 x bare
   big     (--big) a ~300 MB input (long prompts, --count lines): the server's peak RSS (VmHWM
           from /proc, and VmRSS sampled every 20 ms), and the upload time against
-          shutil.copyfile of the same file on the same disk.   bars: <= 150 MB, upload <= 2 x copy
+          shutil.copyfile of the same file on the same disk (best of three copies).
+                                                            bars: <= 150 MB, upload <= 2 x copy
 
 Run: .venv/bin/python benchmarks/batch_e2e.py [--rounds 3] [--count 50000] [--big] [--quick]
 Writes benchmarks/results/batch_e2e.json. Exit status: 0 when every bar is met, 1 when not.
@@ -485,10 +486,12 @@ def measure_start(workdir: Path) -> dict[str, Any]:
 def run_big(workdir: Path, input_path: Path, count: int) -> dict[str, Any]:
     workdir.mkdir(parents=True, exist_ok=True)
     copy = workdir / "copy.jsonl"
-    t = time.perf_counter()
-    shutil.copyfile(input_path, copy)
-    copy_seconds = time.perf_counter() - t
-    copy.unlink()
+    copy_seconds = float("inf")
+    for _ in range(3):  # the best of three: one cold-cache copy must not flatter the upload
+        t = time.perf_counter()
+        shutil.copyfile(input_path, copy)
+        copy_seconds = min(copy_seconds, time.perf_counter() - t)
+        copy.unlink()
     result = run_e2e(workdir / "emulator", input_path, count, sample_rss=True)
     result["copy_seconds"] = copy_seconds
     return result

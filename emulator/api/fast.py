@@ -90,9 +90,7 @@ class FastInference:
             log.exception("unhandled error on %s %s", scope["method"], route)
             status = 500
             internal = InternalError(f"Internal error ({type(exc).__name__}).")
-            await _render(
-                internal, scope, receive, send, request_id, exchange, core.clock.http_date()
-            )
+            await _render(internal, scope, receive, send, request_id, exchange, date)
         finally:
             if status:
                 core.journal.record(scope, status, tenant_id, request_id, exchange)

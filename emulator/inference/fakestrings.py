@@ -20,8 +20,6 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeGuard
 
-from emulator.inference.regexgen import Unsupported, matching
-
 #: the longest string a schema gets, so `minLength: 1e12` cannot hang a live call or a batch
 #: worker: a schema that demands more gets a string that stops here (and does not validate)
 MAX_STRING = 4096
@@ -105,6 +103,10 @@ def fake_string(schema: Mapping[str, Any], rng: random.Random, vocabulary: Seque
     most = schema["maxLength"] if _is_int(schema.get("maxLength")) else None
     pattern = schema.get("pattern")
     if isinstance(pattern, str):
+        # the regex generator is imported when a pattern first asks for it: it is sizeable,
+        # and a server that is never asked for one need not load it before it starts
+        from emulator.inference.regexgen import Unsupported, matching
+
         try:
             return matching(pattern, rng, vocabulary, least=least, most=most, cap=MAX_STRING)
         except Unsupported:
