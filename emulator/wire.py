@@ -180,6 +180,25 @@ def result_line(custom_id: str, ok_: bool, payload: bytes) -> bytes:
     return b'{"custom_id":"' + orjson.dumps(custom_id)[1:-1] + key + payload + b"}\n"
 
 
+def batch_line(
+    idx: int,
+    line: int,
+    custom_id: str,
+    url: str,
+    raw: bytes,
+    ok: bool | None,
+    payload: bytes | None,
+) -> dict[str, Any]:
+    """One request of a batch as the control plane shows it: where it stood in the input, its
+    body, and its result (`response` or `error`) once it has one."""
+    status = "pending" if ok is None else "ok" if ok else "error"
+    out: dict[str, Any] = {"index": idx, "line": line, "custom_id": custom_id, "url": url,
+                           "body": orjson.loads(raw).get("body"), "status": status}  # fmt: skip
+    if payload is not None:
+        out["response" if ok else "error"] = orjson.Fragment(payload)
+    return out
+
+
 # --- webhooks ----------------------------------------------------------------------------------
 
 
@@ -336,6 +355,9 @@ CONTROL_QUERIES: dict[str, frozenset[str]] = {
     "journal": frozenset({"method", "path", "status", "tenant_id", "since", "until", "limit"}),
     "verdict": frozenset({"tenant_id", "min_poll_interval", "rate_limit"}),
     "state": frozenset({"tenant_id"}),
+    "tenants/{tenant}/batches/{batch_id}/lines": frozenset({"offset", "limit", "status"}),
+    "tenants/{tenant}/webhooks/{webhook_id}/deliveries": frozenset({"status", "limit"}),
+    "changes": frozenset(),
 }
 
 _JSON_TYPES = {

@@ -8,7 +8,7 @@ from typing import Any
 
 from starlette.routing import Route
 
-from emulator.api import batches, control, files, inference, models, sink, webhooks
+from emulator.api import batches, control, files, inference, models, sink, ui, webhooks
 from emulator.api.oai import batches as oai_batches
 from emulator.api.oai import files as oai_files
 from emulator.api.oai import inference as oai_inference
@@ -84,6 +84,12 @@ ROUTES: list[Route] = [
     Op("/_emulator/journal", control.journal, "GET", "Request journal (method, path glob, status or 4xx, tenant_id, since, until, limit)"),
     Op("/_emulator/verdict", control.verdict, "GET", "Findings on the clients' behaviour (tenant_id, min_poll_interval, rate_limit)"),
     Op("/_emulator/state", control.state, "GET", "A dump of the state"),
+    Op("/_emulator/changes", control.changes, "GET", "A mark that moves when the state may have changed, and the clock (the dashboard polls it)"),
+    Op("/_emulator/tenants/{tenant}/batches/{batch_id}/lines", control.batch_lines, "GET", "A page of a tenant's batch: request lines with their results (offset, limit, status ok|error|pending)"),
+    Op("/_emulator/tenants/{tenant}/batches/{batch_id}/cancel", control.cancel_batch, "POST", "Cancel a tenant's batch"),
+    Op("/_emulator/tenants/{tenant}/webhooks/{webhook_id}/deliveries", control.deliveries, "GET", "A tenant's webhook's deliveries, newest first (status, limit)"),
+    Op("/_emulator/ui", ui.page, "GET", "The dashboard (its data comes from the control routes)"),
+    Op("/_emulator/ui/{asset}", ui.asset, "GET", "The dashboard's script and style sheet"),
     Op("/_emulator/sink/{name}", sink.receive, "POST", "Built-in webhook receiver (status, count: answer status to the first count posts)"),
     Op("/_emulator/sink/{name}", sink.received, "GET", "What a sink received: {received_at, headers, body, status} items"),
     Op("/openapi.json", control.openapi, "GET", "This document"),
