@@ -348,6 +348,7 @@ CONTROL_BODIES: dict[str, Body] = {
         one_of=("name", "yaml"),
         need_one=True,
     ),
+    "tenants/{tenant}/batches/{batch_id}/cancel": Body({}),
 }
 
 #: the query parameters of the control routes that read with filters

@@ -242,7 +242,7 @@ def _line_status(text: str) -> str:
     return text
 
 
-async def batch_lines(request: Request) -> Response:
+async def tenant_batch_lines(request: Request) -> Response:
     """A page of any tenant's batch: its request lines with their results and error records."""
     admin(request)
     q = _Query(request, "tenants/{tenant}/batches/{batch_id}/lines")
@@ -258,15 +258,16 @@ async def batch_lines(request: Request) -> Response:
     return JSON(wire.ok(page))
 
 
-async def cancel_batch(request: Request) -> Response:
+async def cancel_tenant_batch(request: Request) -> Response:
     """Cancel any tenant's batch, as its owner's cancel would."""
     admin(request)
+    wire.control_body("tenants/{tenant}/batches/{batch_id}/cancel", await _body(request))
     core = core_of(request)
     batch = await core.batches.cancel_batch(_tenant(request), request.path_params["batch_id"])
     return JSON(wire.ok(core.batches.to_wire(batch, str(request.base_url))))
 
 
-async def deliveries(request: Request) -> Response:
+async def tenant_webhook_deliveries(request: Request) -> Response:
     """Any tenant's webhook's deliveries, newest first."""
     admin(request)
     q = _Query(request, "tenants/{tenant}/webhooks/{webhook_id}/deliveries")

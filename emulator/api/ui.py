@@ -42,11 +42,11 @@ def _serve(name: str) -> Response:
     return Response(_read(name), media_type=ASSETS[name], headers=HEADERS)
 
 
-async def page(request: Request) -> Response:
+async def dashboard(request: Request) -> Response:
     return _serve("index.html")
 
 
-async def asset(request: Request) -> Response:
+async def dashboard_asset(request: Request) -> Response:
     name = request.path_params["asset"]
     if name not in ASSETS:
         raise RouteNotFound(f"No route GET {request.url.path}.")
