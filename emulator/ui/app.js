@@ -11,6 +11,9 @@ const PAGE = 100; // lines per page of a batch's detail
 const FINAL = new Set(["completed", "failed", "cancelled"]);
 
 const state = { mark: null, tab: "batches", detail: null, webhook: null, data: null, busy: false };
+// scenarios picked in a select and not yet applied, by tenant ("" for the global one): a refresh
+// rebuilds the selects, and must not undo a choice the user is about to apply
+const picked = new Map();
 
 // --- DOM helpers ---------------------------------------------------------------------------------
 
@@ -136,8 +139,14 @@ function tenantsOf(data) {
   return [...tenants].sort();
 }
 
-function scenarioSelect(names, current, label) {
-  return el("select", { "aria-label": label }, names.map((n) => el("option", { value: n, selected: n === current }, n)));
+function scenarioSelect(who, names, current, label) {
+  const options = names.includes(current) ? names : [current, ...names];
+  const chosen = picked.has(who) ? picked.get(who) : current;
+  return el(
+    "select",
+    { "aria-label": label, onchange: (e) => picked.set(who, e.target.value) },
+    options.map((n) => el("option", { value: n, selected: n === chosen }, n === "" ? "(global)" : n)),
+  );
 }
 
 function renderTenants(data) {
@@ -153,8 +162,7 @@ function renderTenants(data) {
 function renderTenant(data, tenant, names) {
   const own = data.scenarios.tenants[tenant];
   const batches = data.batches.filter((b) => b.tenant_id === tenant);
-  const select = scenarioSelect(names, own ? own.name : "", `scenario of ${tenant}`);
-  if (!own) select.prepend(el("option", { value: "", selected: true }, "(global)"));
+  const select = scenarioSelect(tenant, ["", ...names], own ? own.name : "", `scenario of ${tenant}`);
   return el(
     "section",
     { class: "tenant", dataset: { tenant } },
@@ -168,6 +176,7 @@ function renderTenant(data, tenant, names) {
         type: "button",
         onclick: () => {
           const name = select.value;
+          picked.delete(tenant);
           const path = `/_emulator/tenants/${enc(tenant)}/scenario`;
           if (name) act(`${tenant} now runs ${name}`, "PUT", path, { name });
           else act(`${tenant} follows the global scenario`, "DELETE", path);
@@ -354,11 +363,9 @@ async function refreshVerdict() {
 function renderScenarios(data) {
   const s = data.scenarios;
   const names = s.bundled.map((b) => b.name);
-  const select = $("global-scenario");
-  const chosen = document.activeElement === select ? select.value : s.global.name;
-  fill(select, names.includes(s.global.name) ? [] : [el("option", { value: s.global.name }, s.global.name)]);
-  for (const n of names) select.append(el("option", { value: n }, n));
-  select.value = chosen;
+  const select = scenarioSelect("", names, s.global.name, "global scenario");
+  select.id = "global-scenario";
+  $("global-scenario").replaceWith(select);
   const rows = [["global", s.global], ...Object.entries(s.tenants)];
   fill($("scenarios"), [
     el("h2", {}, "In force"),
@@ -432,6 +439,7 @@ function wire() {
   $("scenario-form").addEventListener("submit", (e) => {
     e.preventDefault();
     const name = $("global-scenario").value;
+    picked.delete("");
     act(`global scenario: ${name}`, "PUT", "/_emulator/scenario", { name });
   });
   $("journal-filters").addEventListener("submit", (e) => {
