@@ -32,7 +32,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("webhooks", ("emulator.webhooks",)),
     ("core", ("emulator.core", "emulator.control")),
     ("api", ("emulator.api",)),
-    ("doors", ("emulator.cli", "emulator.pytest_plugin", "emulator.__main__")),
+    ("doors", ("emulator.cli", "emulator.client", "emulator.pytest_plugin", "emulator.__main__")),
 )  # fmt: skip
 
 
