@@ -14,9 +14,10 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from emulator.client.api import ApiError, Client, Unreachable
+if TYPE_CHECKING:  # imported when a command runs: `serve` never pays for the client
+    from emulator.client.api import ApiError, Client
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_BATCH_NOT_COMPLETED = 0, 1, 2, 3, 4
 EXIT_INTERRUPTED = 130
@@ -143,6 +144,8 @@ def handles(args: argparse.Namespace) -> bool:
 
 def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     """Run a client command; errors become a message and an exit code, never a traceback."""
+    from emulator.client.api import ApiError, Unreachable
+
     try:
         client = _client(args, env)
     except UsageError as exc:
@@ -172,6 +175,8 @@ def _client(args: argparse.Namespace, env: Mapping[str, str]) -> Client:
     needs_key = args.command in ("batch", "files") or getattr(args, "tenant", None) == ""
     if needs_key and not api_key:
         raise UsageError("no API key: pass --api-key or set SCAIGRID_API_KEY")
+    from emulator.client.api import Client
+
     return Client(base_url, api_key, admin_token)
 
 
