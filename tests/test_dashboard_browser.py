@@ -302,3 +302,31 @@ def test_the_admin_token_guards_the_dashboard(
     with httpx.Client(base_url=guarded.base_url, headers=headers) as control:
         assert control.get("/_emulator/scenario").json()["data"]["name"] == "realistic-latency"
     dashboard.screenshot()
+
+
+def test_scenario_text_is_shown_as_text(scaigrid: Scaigrid, dashboard: Dashboard) -> None:
+    from playwright.sync_api import expect
+
+    text = f"name: sneaky\ndescription: '{XSS} <script>alert(2)</script>'\n"
+    scaigrid.use_scenario(text)
+    page = dashboard.open(scaigrid.base_url)
+    page.get_by_role("button", name="Scenarios").click()
+    row = page.locator(f'#scenarios tr[data-scope="{scaigrid.tenant_id}"]')
+    expect(row.locator(".description")).to_have_text(f"{XSS} <script>alert(2)</script>")
+    expect(page.locator(f'#scenario-yaml pre[data-scope="{scaigrid.tenant_id}"]')).to_have_text(
+        text
+    )
+    assert page.locator("#scenarios img, #scenarios script").count() == 0
+    dashboard.screenshot()
+    assert dashboard.dialogs == []
+
+
+def test_a_missing_browser_fails_in_ci_and_is_skipped_elsewhere(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CI", "1")
+    with pytest.raises(pytest.fail.Exception, match="needed for the browser tests in CI"):
+        _missing("chromium")
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="chromium is not installed"):
+        _missing("chromium")

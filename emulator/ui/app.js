@@ -366,13 +366,29 @@ function renderScenarios(data) {
   const select = scenarioSelect("", names, s.global.name, "global scenario");
   select.id = "global-scenario";
   $("global-scenario").replaceWith(select);
+  if (state.tab !== "scenarios") return;
   const rows = [["global", s.global], ...Object.entries(s.tenants)];
   fill($("scenarios"), [
     el("h2", {}, "In force"),
-    el("table", {}, el("tbody", {}, rows.map(([who, sc]) => el("tr", { dataset: { scope: who } }, el("td", {}, who), el("td", {}, sc.name), el("td", {}, sc.description || ""))))),
+    el("table", {}, el("tbody", {}, rows.map(([who, sc]) => el(
+      "tr",
+      { dataset: { scope: who } },
+      el("td", {}, who), el("td", {}, sc.name), el("td", {}, sc.source || ""), el("td", { class: "description" }, sc.description || ""),
+    )))),
+    el("div", { id: "scenario-yaml" }),
     el("h2", {}, "Bundled"),
     el("dl", {}, s.bundled.flatMap((b) => [el("dt", {}, b.name), el("dd", {}, b.description || "")])),
   ]);
+}
+
+// The YAML of each scenario in force (the global one, then each tenant's), as text.
+async function refreshScenarioYaml() {
+  const s = state.data && state.data.scenarios;
+  if (!s) return;
+  const scopes = [["global", "/_emulator/scenario"], ...Object.keys(s.tenants).map((t) => [t, `/_emulator/tenants/${enc(t)}/scenario`])];
+  const found = await Promise.all(scopes.map(([, path]) => get(path)));
+  const box = $("scenario-yaml");
+  if (box) fill(box, scopes.flatMap(([who], i) => [el("h3", {}, `${who}: ${found[i].name}`), el("pre", { dataset: { scope: who } }, found[i].yaml)]));
 }
 
 // --- refreshing ----------------------------------------------------------------------------------
@@ -391,7 +407,7 @@ async function refresh() {
   renderTenants(data);
   renderWebhooks(data);
   renderScenarios(data);
-  const views = { journal: refreshJournal, verdict: refreshVerdict, webhooks: refreshDeliveries };
+  const views = { journal: refreshJournal, verdict: refreshVerdict, webhooks: refreshDeliveries, scenarios: refreshScenarioYaml };
   const work = [refreshDetail()];
   if (views[state.tab]) work.push(views[state.tab]());
   await Promise.all(work);
