@@ -1,5 +1,7 @@
 """The `scaigrid-emulator` command: `serve` runs the emulator; `scenario list`, `scenario show`
-and `scenario check` work with scenarios; `conformance` checks an endpoint's wire format."""
+and `scenario check` work with scenarios; `conformance` checks an endpoint's wire format;
+`batch`, `files`, `clock` and `scenario use` are the client (`emulator.client`), for an emulator
+or the real service."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from emulator import __version__
+from emulator.client import commands as client_commands
 from emulator.conformance.options import Options as ConformanceOptions
 from emulator.errors import ConfigError
 from emulator.settings import Settings, add_arguments, build_settings
@@ -58,6 +61,7 @@ def parser() -> argparse.ArgumentParser:
     )
     check.add_argument("files", nargs="+", metavar="FILE")
     add_conformance_arguments(commands)
+    client_commands.register(commands, scenario_commands)
     return top
 
 
@@ -128,6 +132,8 @@ def add_conformance_arguments(
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if client_commands.handles(args):
+        return client_commands.run(args, os.environ if env is None else env)
     if args.command == "scenario":
         commands = {
             "list": lambda: list_scenarios(),

@@ -273,3 +273,30 @@ async def judge(
 def default_thresholds(core: Emulator) -> verdict.Thresholds:
     settings = core.settings
     return verdict.Thresholds(settings.verdict_min_poll_interval, settings.verdict_rate_limit)
+
+
+# --- what the dashboard reads and does across tenants ------------------------------------------
+
+#: the most lines one page of a batch's detail shows
+MAX_LINES, LINE_STATUSES = wire.MAX_LINES, wire.LINE_STATUSES
+
+
+async def batch_lines(
+    core: Emulator, tenant_id: str, batch_id: str, offset: int, limit: int, status: str | None
+) -> dict[str, Any]:
+    """A page of a batch's request lines with their results, from position `offset` (0-based),
+    and where the next page starts (None after the last)."""
+    batch = await core.batches.get_batch(tenant_id, batch_id)
+    rows = await core.store.batch_lines(batch.seq, offset, limit, status)
+    next_offset = rows[-1][0] + 1 if len(rows) == limit else None
+    return {
+        "batch_id": batch.id, "total_count": batch.total_count, "offset": offset,
+        "limit": limit, "status": status, "next_offset": next_offset,
+        "items": [wire.batch_line(*row) for row in rows],
+    }  # fmt: skip
+
+
+def changes(core: Emulator) -> dict[str, Any]:
+    """A mark that moves whenever something the dashboard shows may have changed (a commit to
+    the store, a journaled request), and the clock: polled often, so it reads two counters."""
+    return {"mark": f"{core.store.writes}.{core.journal.recorded}", "clock": core.clock.to_dict()}

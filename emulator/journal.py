@@ -351,6 +351,11 @@ class Journal:
     def __len__(self) -> int:
         return len(self._entries)
 
+    @property
+    def recorded(self) -> int:
+        """How many requests were recorded since the start (a change mark, never lowered)."""
+        return self._seq
+
     def oldest(self) -> float | None:
         """The time of the oldest entry kept, or None when the journal is empty."""
         return self._entries[0][0] if self._entries else None

@@ -168,6 +168,8 @@ class Store:
         self._reader: sqlite3.Connection | None = None
         self._lock = asyncio.Lock()  # made again in open(), inside the loop that uses it
         self._claim: int | None = None  # the lock file's descriptor while this process serves
+        # commits so far: a change mark (`GET /_emulator/changes`) that costs nothing to read
+        self.writes = 0
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -308,6 +310,7 @@ class Store:
                 await db.rollback()
                 raise
             await db.commit()
+            self.writes += 1
 
     async def _all(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
         self.db  # noqa: B018 - raises StoreClosed before open() and after close()
@@ -569,6 +572,27 @@ class Store:
             f"UPDATE batches SET {', '.join(f'{n} = ?' for n in names)} WHERE seq = ?",
             (*(row[n] for n in names), b.seq),
         )
+
+    async def batch_lines(
+        self, batch_seq: int, offset: int, limit: int, status: str | None
+    ) -> list[tuple[int, int, str, str, bytes, bool | None, bytes | None]]:
+        """A page of a batch's parsed requests from position `offset`, each with its result
+        (ok and payload; None while it has none): (idx, line, custom_id, url, raw, ok, payload).
+        `status` keeps only `ok`, `error` or `pending` ones. Both tables are keyed by
+        (batch_seq, idx), so a page costs the same anywhere in a 50,000-line batch."""
+        where = {None: "", "ok": " AND r.ok = 1", "error": " AND r.ok = 0",
+                 "pending": " AND r.idx IS NULL"}[status]  # fmt: skip
+        rows = await self._all(
+            "SELECT q.idx, q.line, q.custom_id, q.url, q.raw, r.ok, r.payload FROM requests q"
+            " LEFT JOIN results r ON r.batch_seq = q.batch_seq AND r.idx = q.idx"
+            f" WHERE q.batch_seq = ? AND q.idx >= ?{where} ORDER BY q.idx LIMIT ?",
+            (batch_seq, offset, limit),
+        )
+        return [
+            (idx, line, cid, url, bytes(raw), None if ok is None else bool(ok),
+             None if payload is None else bytes(payload))
+            for idx, line, cid, url, raw, ok, payload in rows
+        ]  # fmt: skip
 
     async def iter_results(self, batch_seq: int) -> AsyncIterator[list[tuple[str, bool, bytes]]]:
         """Pages of (custom_id, ok, payload) in input order."""

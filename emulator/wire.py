@@ -315,6 +315,48 @@ def result_line(custom_id: str, ok_: bool, payload: bytes) -> bytes:
     return b'{"custom_id":"' + orjson.dumps(custom_id)[1:-1] + key + payload + b"}\n"
 
 
+#: a page of batch lines (the control plane's view of a batch) holds at most this many
+MAX_LINES = 500
+#: what a batch line's `status` may be, and the lines query filters by
+LINE_STATUSES = ("ok", "error", "pending")
+
+BATCH_LINE = COMPONENTS.add(
+    "BatchLine",
+    obj(
+        {"index": integer(0), "line": integer(1), "custom_id": string(), "url": string(),
+         "body": {}, "status": enum(LINE_STATUSES)},
+        {"response": {}, "error": {}},
+    ),
+)  # fmt: skip
+BATCH_LINES = COMPONENTS.add(
+    "BatchLines",
+    obj(
+        {"batch_id": string(), "total_count": integer(0), "offset": integer(0),
+         "limit": integer(1), "status": nullable(enum(LINE_STATUSES)),
+         "next_offset": nullable(integer(0)), "items": array(BATCH_LINE)}
+    ),
+)  # fmt: skip
+
+
+def batch_line(
+    idx: int,
+    line: int,
+    custom_id: str,
+    url: str,
+    raw: bytes,
+    ok: bool | None,
+    payload: bytes | None,
+) -> dict[str, Any]:
+    """One request of a batch as the control plane shows it: where it stood in the input, its
+    body, and its result (`response` or `error`) once it has one."""
+    status = "pending" if ok is None else "ok" if ok else "error"
+    out: dict[str, Any] = {"index": idx, "line": line, "custom_id": custom_id, "url": url,
+                           "body": orjson.loads(raw).get("body"), "status": status}  # fmt: skip
+    if payload is not None:
+        out["response" if ok else "error"] = orjson.Fragment(payload)
+    return out
+
+
 # --- webhooks ----------------------------------------------------------------------------------
 
 
@@ -527,6 +569,7 @@ CONTROL_BODIES: dict[str, Body] = {
         one_of=("name", "yaml"),
         need_one=True,
     ),
+    "tenants/{tenant}/batches/{batch_id}/cancel": Body({}),
 }
 
 _TENANT_ID = Param("tenant_id", string(minLength=1), "a tenant id")
@@ -552,6 +595,16 @@ CONTROL_QUERIES: dict[str, tuple[Param, ...]] = {
         Param("rate_limit", integer(1), "an integer >= 1"),
     ),
     "state": (_TENANT_ID,),
+    "tenants/{tenant}/batches/{batch_id}/lines": (
+        Param("offset", integer(0), "an integer >= 0"),
+        Param("limit", integer(1, MAX_LINES), f"an integer from 1 to {MAX_LINES}"),
+        Param("status", enum(LINE_STATUSES), f"one of {', '.join(LINE_STATUSES)}"),
+    ),
+    "tenants/{tenant}/webhooks/{webhook_id}/deliveries": (
+        Param("status", string(minLength=1), "a delivery status"),
+        Param("limit", integer(1, MAX_LIMIT), f"an integer from 1 to {MAX_LIMIT}"),
+    ),
+    "changes": (),
 }  # fmt: skip
 
 _JSON_TYPES = {
@@ -629,6 +682,7 @@ CLOCK = COMPONENTS.add(
     "Clock", obj({"now": instant(), "mode": enum(MODES), "scale": number(exclusiveMinimum=0)})
 )
 SEED = obj({"seed": integer()})
+CHANGES = obj({"mark": string("moves whenever the state may have changed"), "clock": CLOCK})
 RESET = obj(
     {
         "reset": one_of(

@@ -7,6 +7,7 @@ import base64
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -28,6 +29,14 @@ EMBED = "/v1/inference/embed"
 
 
 REQUEST_ID = re.compile(r"req_[0-9a-f]{20}")
+
+#: where the browser tests saved their screenshots this session (printed at the end)
+SCREENSHOTS = pytest.StashKey[Path]()
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    if SCREENSHOTS in config.stash:
+        terminalreporter.write_line(f"dashboard screenshots: {config.stash[SCREENSHOTS]}")
 
 
 def error_envelope(resp: httpx.Response, status: int, code: str) -> dict[str, Any]:

@@ -307,7 +307,8 @@ async def test_an_unknown_query_parameter_is_422(emu: Harness, path: str) -> Non
 async def test_every_body_taking_control_route_has_a_table() -> None:
     from emulator.wire import CONTROL_BODIES
 
-    names = {"reset", "clock", "clock/advance", "seed", "scenario"}
+    cancel = "tenants/{tenant}/batches/{batch_id}/cancel"
+    names = {"reset", "clock", "clock/advance", "seed", "scenario", cancel}
     assert set(CONTROL_BODIES) == names
     posts = {
         r.path
@@ -317,7 +318,7 @@ async def test_every_body_taking_control_route_has_a_table() -> None:
     }  # fmt: skip
     assert posts == {"/_emulator/reset", "/_emulator/clock", "/_emulator/clock/advance",
                      "/_emulator/seed", "/_emulator/scenario",
-                     "/_emulator/tenants/{tenant}/scenario"}  # fmt: skip
+                     "/_emulator/tenants/{tenant}/scenario", f"/_emulator/{cancel}"}  # fmt: skip
 
 
 # --- tenants named by key ------------------------------------------------------------------------
@@ -563,9 +564,13 @@ async def test_state_dump(make_emu: MakeEmu) -> None:
 # --- the admin token ----------------------------------------------------------------------------
 
 
-#: control routes open without the admin token: liveness, and the sink's receiving end (the
-#: emulator's own webhook deliveries post there, and they carry no token)
-OPEN_CONTROL = {("GET", "/_emulator/health"), ("POST", "/_emulator/sink/{name}")}
+#: control routes open without the admin token: liveness, the sink's receiving end (the
+#: emulator's own webhook deliveries post there, and they carry no token), and the dashboard's
+#: files (they hold no data: what the page shows comes from the guarded routes)
+OPEN_CONTROL = {
+    ("GET", "/_emulator/health"), ("POST", "/_emulator/sink/{name}"),
+    ("GET", "/_emulator/ui"), ("GET", "/_emulator/ui/{asset}"),
+}  # fmt: skip
 
 
 def control_calls() -> list[tuple[str, str]]:

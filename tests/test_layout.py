@@ -34,7 +34,13 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("api", ("emulator.api",)),
     (
         "doors",
-        ("emulator.cli", "emulator.pytest_plugin", "emulator.__main__", "emulator.conformance"),
+        (
+            "emulator.cli",
+            "emulator.client",
+            "emulator.pytest_plugin",
+            "emulator.__main__",
+            "emulator.conformance",
+        ),
     ),
 )  # fmt: skip
 

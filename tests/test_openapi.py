@@ -83,6 +83,10 @@ async def test_control_bodies_are_their_tables(emu: Harness) -> None:
         "clock/advance": ("/_emulator/clock/advance", "post"),
         "seed": ("/_emulator/seed", "put"),
         "scenario": ("/_emulator/scenario", "put"),
+        "tenants/{tenant}/batches/{batch_id}/cancel": (
+            "/_emulator/tenants/{tenant}/batches/{batch_id}/cancel",
+            "post",
+        ),
     }
     assert set(bodies) == set(CONTROL_BODIES)
     for name, (path, method) in bodies.items():
@@ -323,5 +327,29 @@ async def _control(check: Checker, emu: Harness, anon: httpx.AsyncClient) -> Non
     await check("POST", sink, client=anon, params={"name": "s", "status": 503}, expect=503)
     await check("POST", sink, client=anon, params={"name": "s", "status": 99}, expect=422)
     await check("GET", sink, params={"name": "s"})
+    await _dashboard(check, emu, anon, tenant)
     await check("POST", "/_emulator/reset", json={"tenant_id": "tenant_nobody"})
     await check("POST", "/_emulator/reset", json={"tenantId": "x"}, expect=422)
+
+
+async def _dashboard(
+    check: Checker, emu: Harness, anon: httpx.AsyncClient, tenant: dict[str, str]
+) -> None:
+    """The dashboard's files and the control routes it reads."""
+    await check("GET", "/_emulator/changes")
+    await check("GET", "/_emulator/ui", client=anon)
+    for asset in ("app.js", "app.css"):
+        await check("GET", "/_emulator/ui/{asset}", client=anon, params={"asset": asset})
+    scenario = "/_emulator/tenants/{tenant}/scenario"
+    await check("PUT", scenario, params=tenant, json={"name": "slow-processing"})
+    batch = {**tenant, "batch_id": (await emu.submit([chat_line("x")]))["id"]}
+    lines = "/_emulator/tenants/{tenant}/batches/{batch_id}/lines"
+    await check("GET", lines, params={**batch, "limit": 10, "status": "pending"})
+    await check("GET", lines, params={**batch, "status": "nope"}, expect=422)
+    await check("POST", "/_emulator/tenants/{tenant}/batches/{batch_id}/cancel", params=batch)
+    await check("DELETE", scenario, params=tenant)
+    url = "http://127.0.0.1:9/hook"
+    made = await emu.client.post("/v1/webhooks", json={"url": url, "secret": "whsec_" + "1" * 32})
+    hook = {**tenant, "webhook_id": made.json()["data"]["id"]}
+    deliveries = "/_emulator/tenants/{tenant}/webhooks/{webhook_id}/deliveries"
+    await check("GET", deliveries, params={**hook, "limit": 5})

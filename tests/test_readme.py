@@ -214,3 +214,75 @@ def test_conformance_example_runs_as_written(server: str, tmp_path: Path) -> Non
     for line in shown.group(1).splitlines():
         assert line == "..." or line in lines, line
     assert lines[-1].startswith("8 passed, 0 failed, 14 skipped")
+
+
+def readme_input_file() -> str:
+    """The three-line input file of the README's batch example."""
+    block = next(b for b in shell_blocks() if "input_file_base64" in b)
+    match = re.search(r"cat > input.jsonl <<'EOF'\n(.*?)\nEOF\n", block, re.DOTALL)
+    assert match
+    return match.group(1) + "\n"
+
+
+@pytest.mark.slow
+def test_client_example_runs_as_written(server: str, tmp_path: Path) -> None:
+    block = next(b for b in shell_blocks() if "scaigrid-emulator batch submit" in b)
+    (tmp_path / "input.jsonl").write_text(readme_input_file())
+    command = {"scaigrid-emulator ": f"{sys.executable} -m emulator "}
+    out = run_block(block, server, tmp_path, **command).splitlines()
+    assert re.fullmatch(r"batch_\w+ completed: 3/3 done, 0 failed, cost \d+\.\d{6} USD", out[0])
+    results = [
+        orjson.loads(line) for line in (tmp_path / "results.jsonl").read_bytes().splitlines()
+    ]
+    assert [r["custom_id"] for r in results] == ["req-1", "req-2", "req-3"]
+    batch_id = out[0].split()[0]
+    listed = [line.split()[0] for line in out if line.startswith("batch_")]
+    assert batch_id in listed[1:]  # `batch list --status completed`
+    assert any(re.fullmatch(r"file-\w+", line) for line in out)  # `files upload`
+    assert out[-1] == "tenant of this API key scenario: slow-processing"
+
+
+def compose_example() -> dict[str, Any]:
+    import yaml
+
+    section = README[README.index("<!-- example: compose -->") :]
+    block = re.search(r"```yaml\n(.*?)```", section, re.DOTALL)
+    assert block
+    document: dict[str, Any] = yaml.safe_load(block.group(1))
+    return document
+
+
+def test_compose_example_fits_the_image_and_the_settings() -> None:
+    doc = compose_example()
+    service = doc["services"]["scaigrid"]
+    dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    assert re.search(r"^VOLUME /data$", dockerfile, re.MULTILINE)
+    assert service["volumes"] == ["scaigrid-data:/data"] and "scaigrid-data" in doc["volumes"]
+    assert re.search(r"^EXPOSE 8080$", dockerfile, re.MULTILINE)
+    assert service["ports"] == ["8080:8080"]
+    assert set(service["environment"]) <= {s.env for s in SETTINGS}
+    assert doc["services"]["tests"]["depends_on"]["scaigrid"]["condition"] == "service_healthy"
+
+
+@pytest.mark.slow
+def test_compose_health_check_and_client_environment_work(server: str) -> None:
+    """The health check's command passes against a serving emulator and fails without one, and
+    the tests service's environment is all the client needs."""
+    doc = compose_example()
+    check = doc["services"]["scaigrid"]["healthcheck"]["test"]
+    assert check[0] == "CMD" and check[1] == "python3"
+    port = server.rsplit(":", 1)[1]
+    argv = [sys.executable, *(arg.replace(":8080", f":{port}") for arg in check[2:])]
+    assert subprocess.run(argv, capture_output=True, timeout=30, check=False).returncode == 0
+    closed = [sys.executable, *(arg.replace(":8080", ":9") for arg in check[2:])]
+    assert subprocess.run(closed, capture_output=True, timeout=30, check=False).returncode != 0
+    env = {
+        **os.environ,
+        **{k: v.replace("http://scaigrid:8080", server) for k, v in
+           doc["services"]["tests"]["environment"].items()},
+    }  # fmt: skip
+    listed = subprocess.run(
+        [sys.executable, "-m", "emulator", "batch", "list"],
+        capture_output=True, text=True, env=env, timeout=30, check=False,
+    )  # fmt: skip
+    assert listed.returncode == 0, listed.stderr

@@ -159,6 +159,16 @@ def _at_least(low: float, kind: Callable[[str], float]) -> Callable[[str], Any]:
     return parse
 
 
+def _between(low: int, high: int) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        value = int(text)
+        if not low <= value <= high:
+            raise ValueError(text)
+        return value
+
+    return parse
+
+
 def _instant(text: str) -> float:
     return parse_instant(text).timestamp()
 
@@ -226,6 +236,56 @@ async def state(request: Request) -> Response:
     wire.control_query("state", list(request.query_params.keys()))
     dump = await control.state(core, request.query_params.get("tenant_id"), str(request.base_url))
     return JSON(wire.ok(dump))
+
+
+def _line_status(text: str) -> str:
+    if text not in control.LINE_STATUSES:
+        raise ValueError(text)
+    return text
+
+
+async def tenant_batch_lines(request: Request) -> Response:
+    """A page of any tenant's batch: its request lines with their results and error records."""
+    admin(request)
+    q = _Query(request, "tenants/{tenant}/batches/{batch_id}/lines")
+    offset = q.get("offset", _at_least(0, int))
+    limit = q.get("limit", _between(1, control.MAX_LINES))
+    status = q.get("status", _line_status)
+    q.check("batch lines query")
+    core = core_of(request)
+    page = await control.batch_lines(
+        core, _tenant(request), request.path_params["batch_id"], offset or 0, limit or 100, status
+    )
+    return JSON(wire.ok(page))
+
+
+async def cancel_tenant_batch(request: Request) -> Response:
+    """Cancel any tenant's batch, as its owner's cancel would."""
+    admin(request)
+    wire.control_body("tenants/{tenant}/batches/{batch_id}/cancel", await _body(request))
+    core = core_of(request)
+    batch = await core.batches.cancel_batch(_tenant(request), request.path_params["batch_id"])
+    return JSON(wire.ok(core.batches.to_wire(batch, str(request.base_url))))
+
+
+async def tenant_webhook_deliveries(request: Request) -> Response:
+    """Any tenant's webhook's deliveries, newest first."""
+    admin(request)
+    q = _Query(request, "tenants/{tenant}/webhooks/{webhook_id}/deliveries")
+    limit = q.get("limit", _between(1, wire.MAX_LIMIT))
+    q.check("deliveries query")
+    rows, _ = await core_of(request).webhooks.deliveries(
+        _tenant(request), request.path_params["webhook_id"], limit=limit or wire.DEFAULT_LIMIT,
+        before_seq=None, status=request.query_params.get("status"), since=None,
+    )  # fmt: skip
+    return JSON(wire.ok({"items": [wire.delivery(d) for d in rows]}))
+
+
+async def changes(request: Request) -> Response:
+    """What the dashboard polls: cheap, and not journaled when the dashboard asks."""
+    admin(request)
+    wire.control_query("changes", list(request.query_params.keys()))
+    return JSON(wire.ok(control.changes(core_of(request))))
 
 
 async def openapi(request: Request) -> Response:

@@ -186,6 +186,23 @@ def _allowed_methods(request: Request) -> list[str]:
     return sorted(methods)
 
 
+#: the header the dashboard's reads carry (see `_dashboard_read`)
+DASHBOARD_HEADER = b"x-emulator-dashboard"
+
+
+def _dashboard_read(scope: Scope) -> bool:
+    """The dashboard's own traffic is not journaled: its files, and its reads of the control
+    plane (a GET that carries `X-Emulator-Dashboard`). A page left open polls every second, and
+    would otherwise push the clients' requests out of the journal and move the change mark it
+    polls. What it does (advance, cancel, reset) is journaled like any control call."""
+    path: str = scope["path"]
+    if not path.startswith("/_emulator/"):
+        return False
+    if path == "/_emulator/ui" or path.startswith("/_emulator/ui/"):
+        return True
+    return scope["method"] == "GET" and any(n == DASHBOARD_HEADER for n, _ in scope["headers"])
+
+
 class RouteNames:
     """The template of the route a request went to, the label its metrics are counted under.
 
@@ -268,5 +285,6 @@ class RequestContext:
             )
             await response(scope, receive_tapped, send_with_id)
         finally:
-            core.journal.record(scope, status, state.get("tenant_id"), request_id, exchange)
+            if not _dashboard_read(scope):
+                core.journal.record(scope, status, state.get("tenant_id"), request_id, exchange)
             core.metrics.request(self.names.of(scope), scope["method"], status)

@@ -9,7 +9,7 @@ from typing import Any
 from starlette.routing import Route
 
 from emulator import wire, wire_oai
-from emulator.api import batches, control, files, inference, models, observe, sink, webhooks
+from emulator.api import batches, control, files, inference, models, observe, sink, ui, webhooks
 from emulator.api.oai import batches as oai_batches
 from emulator.api.oai import files as oai_files
 from emulator.api.oai import inference as oai_inference
@@ -21,7 +21,7 @@ from emulator.batch.oai import CREATE as OAI_CREATE
 from emulator.batch.service import SUBMIT
 from emulator.endpoints import CHAT, EMBED, ENDPOINTS, GENERATE
 from emulator.inference import shapes
-from emulator.schema import ANY, one_of
+from emulator.schema import ANY, TEXT, one_of
 from emulator.webhooks import sink as sinks
 from emulator.webhooks.service import body_schema
 
@@ -113,6 +113,12 @@ ROUTES: list[Route] = [
     Op("/_emulator/journal", control.journal, "GET", "Request journal (method, path glob, status or 4xx, tenant_id, since, until, limit)", ctl(wire.items_of(wire.JOURNAL_ENTRY), _QUERIES["journal"])),
     Op("/_emulator/verdict", control.verdict, "GET", "Findings on the clients' behaviour (tenant_id, min_poll_interval, rate_limit)", ctl(wire.VERDICT, _QUERIES["verdict"])),
     Op("/_emulator/state", control.state, "GET", "A dump of the state", ctl(wire.STATE, _QUERIES["state"])),
+    Op("/_emulator/changes", control.changes, "GET", "A mark that moves when the state may have changed, and the clock (the dashboard polls it)", ctl(wire.CHANGES, _QUERIES["changes"])),
+    Op("/_emulator/tenants/{tenant}/batches/{batch_id}/lines", control.tenant_batch_lines, "GET", "A page of a tenant's batch: request lines with their results (offset, limit, status ok|error|pending)", ctl(wire.BATCH_LINES, _QUERIES["tenants/{tenant}/batches/{batch_id}/lines"])),
+    Op("/_emulator/tenants/{tenant}/batches/{batch_id}/cancel", control.cancel_tenant_batch, "POST", "Cancel a tenant's batch", ctl(wire.BATCH, body=_CONTROL["tenants/{tenant}/batches/{batch_id}/cancel"].schema(), body_required=False)),
+    Op("/_emulator/tenants/{tenant}/webhooks/{webhook_id}/deliveries", control.tenant_webhook_deliveries, "GET", "A tenant's webhook's deliveries, newest first (status, limit)", ctl(wire.items_of(wire.DELIVERY), _QUERIES["tenants/{tenant}/webhooks/{webhook_id}/deliveries"])),
+    Op("/_emulator/ui", ui.dashboard, "GET", "The dashboard (its data comes from the control routes)", Doc({"text/html": TEXT}, security=OPEN)),
+    Op("/_emulator/ui/{asset}", ui.dashboard_asset, "GET", "The dashboard's script and style sheet", Doc({"text/javascript": TEXT, "text/css": TEXT}, security=OPEN)),
     Op("/_emulator/sink/{name}", sink.receive, "POST", "Built-in webhook receiver (status, count: answer status to the first count posts)", _SINK_POST),
     Op("/_emulator/sink/{name}", sink.received, "GET", "What a sink received: {received_at, headers, body, status} items", ctl(wire.items_of(wire.SINK_ITEM))),
     Op("/openapi.json", control.openapi, "GET", "This document", Doc({"application/json": {"type": "object"}}, security=OPEN)),

@@ -304,6 +304,14 @@ expect '",".join(sorted(s["name"] for s in d["data"]["bundled"])) == "'"$scenari
     <"$work/scenarios.json"
 pass
 
+current="the dashboard's files ship inside the package"
+curl -fsS --max-time 10 "$url/_emulator/ui" >"$work/ui.html" || fail "GET /_emulator/ui"
+grep -q '<script src="/_emulator/ui/app.js"' "$work/ui.html" || fail "no script tag in the page"
+for asset in app.js app.css; do
+    curl -fsS --max-time 10 -o /dev/null "$url/_emulator/ui/$asset" || fail "GET /_emulator/ui/$asset"
+done
+pass
+
 current="a 3-line batch submitted as base64 is accepted"
 input=$(cat <<'EOF'
 {"custom_id": "req-1", "method": "POST", "url": "/v1/inference/chat", "body": {"model": "scailabs/poolnoodle-omni", "messages": [{"role": "user", "content": "Summarize: one"}], "max_tokens": 100}}
