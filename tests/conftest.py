@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from s3_fixtures import aws_creds, moto_server, no_aws_env  # noqa: F401  (share
 from emulator import control
 from emulator.api.app import create_app
 from emulator.core import Emulator
+from emulator.pytest_plugin import EmulatorServer
 from emulator.settings import Settings
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -185,3 +186,13 @@ async def make_emu() -> AsyncIterator[Callable[..., Awaitable[Harness]]]:
     for h in built:
         await h.close()
         await h.core.stop()
+
+
+@pytest.fixture
+def guarded(tmp_path: Path) -> Iterator[EmulatorServer]:
+    """An emulator of its own with an admin token (`t0ken`), served by uvicorn on loopback."""
+    settings = Settings(db=str(tmp_path / "e.db"), clock="frozen", admin_token="t0ken")
+    server = EmulatorServer(settings)
+    server.start()
+    yield server
+    server.stop()

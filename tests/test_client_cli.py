@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,6 @@ import pytest
 from emulator import cli
 from emulator.client import commands
 from emulator.pytest_plugin import EmulatorServer, Scaigrid
-from emulator.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 SLOW = "slow-processing"  # starts 30 min after submit, then one request every 10 min
@@ -232,15 +230,6 @@ def test_flags_beat_the_environment(scaigrid: Scaigrid, run: Run) -> None:
         "batch", "list", "--base-url", scaigrid.base_url, "--api-key", scaigrid.api_key, env=env
     )
     assert (code, out, err) == (0, "", "")
-
-
-@pytest.fixture
-def guarded(tmp_path: Path) -> Iterator[EmulatorServer]:
-    settings = Settings(db=str(tmp_path / "e.db"), clock="frozen", admin_token="t0ken")
-    server = EmulatorServer(settings)
-    server.start()
-    yield server
-    server.stop()
 
 
 def test_the_admin_token_from_a_flag_or_the_environment(

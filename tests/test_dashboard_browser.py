@@ -23,7 +23,6 @@ import pytest
 from conftest import SCREENSHOTS
 
 from emulator.pytest_plugin import EmulatorServer, Scaigrid
-from emulator.settings import Settings
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -265,16 +264,6 @@ def test_reset_a_tenant_and_set_its_scenario(scaigrid: Scaigrid, dashboard: Dash
     gone = scaigrid.client.get(f"/v1/inference/batch/{batch['id']}")
     assert gone.json()["error"]["code"] == "BATCH_NOT_FOUND"
     dashboard.screenshot()
-
-
-@pytest.fixture
-def guarded(tmp_path: Path) -> Iterator[EmulatorServer]:
-    """An emulator of its own with an admin token, served by uvicorn on loopback."""
-    settings = Settings(db=str(tmp_path / "e.db"), clock="frozen", admin_token="t0ken")
-    server = EmulatorServer(settings)
-    server.start()
-    yield server
-    server.stop()
 
 
 def test_the_admin_token_guards_the_dashboard(
