@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from emulator import verdict, wire
+from emulator import verdict, wire, wire_control
 from emulator.clock import parse_instant
 from emulator.core import GLOBAL_SCENARIO, Emulator
 from emulator.errors import ClockInUse, ValidationError
@@ -56,7 +56,7 @@ def tenant_info(core: Emulator, key_or_id: str) -> dict[str, Any]:
 async def reset(core: Emulator, body: dict[str, Any]) -> dict[str, Any]:
     """Forget everyone, or the tenants the body names; with `clock`, then freeze the clock at
     that instant (earlier than now too), as if the server had just started there."""
-    body = wire.control_body("reset", body)
+    body = wire_control.control_body("reset", body)
     tenants = tenants_of(core, body)
     instant = _instant("clock", body["clock"]).timestamp() if "clock" in body else None
     if instant is not None and tenants is not None:
@@ -141,7 +141,7 @@ def _instant(field: str, value: str) -> datetime:
 
 
 async def set_clock(core: Emulator, body: dict[str, Any]) -> dict[str, Any]:
-    body = wire.control_body("clock", body)
+    body = wire_control.control_body("clock", body)
     mode, scale, start = body.get("mode"), body.get("scale"), body.get("start")
     instant = None
     if start is not None:
@@ -155,7 +155,7 @@ async def set_clock(core: Emulator, body: dict[str, Any]) -> dict[str, Any]:
 async def advance_clock(core: Emulator, body: dict[str, Any]) -> dict[str, Any]:
     """Move the clock forward, then process everything that became due before answering, so a
     status read right after sees exactly the state at the new instant."""
-    body = wire.control_body("clock/advance", body)
+    body = wire_control.control_body("clock/advance", body)
     seconds = 0.0
     for name, unit in (("seconds", 1), ("minutes", 60), ("hours", 3600)):
         seconds += unit * body.get(name, 0)
@@ -166,14 +166,14 @@ async def advance_clock(core: Emulator, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def set_seed(core: Emulator, body: dict[str, Any]) -> dict[str, Any]:
-    seed = wire.control_body("seed", body)["seed"]
+    seed = wire_control.control_body("seed", body)["seed"]
     reseed(core, seed)
     return {"seed": seed}
 
 
 def scenario_from(core: Emulator, body: dict[str, Any]) -> Scenario:
     """`{"name": bundled-name-or-file}` or `{"yaml": "..."}`."""
-    body = wire.control_body("scenario", body)
+    body = wire_control.control_body("scenario", body)
     if "yaml" in body:
         return core.scenarios.from_yaml(body["yaml"])
     return core.scenarios.resolve(body["name"])

@@ -305,7 +305,7 @@ async def test_an_unknown_query_parameter_is_422(emu: Harness, path: str) -> Non
 
 
 async def test_every_body_taking_control_route_has_a_table() -> None:
-    from emulator.wire import CONTROL_BODIES
+    from emulator.wire_control import CONTROL_BODIES
 
     cancel = "tenants/{tenant}/batches/{batch_id}/cancel"
     names = {"reset", "clock", "clock/advance", "seed", "scenario", cancel}

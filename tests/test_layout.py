@@ -21,7 +21,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "emulator", "emulator.errors", "emulator.records", "emulator.status",
             "emulator.windows", "emulator.endpoints", "emulator.seeded", "emulator.settings",
             "emulator.clock", "emulator.ids", "emulator.signing", "emulator.store",
-            "emulator.wire", "emulator.wire_oai", "emulator.journal", "emulator.tenancy",
+            "emulator.wire", "emulator.wire_oai", "emulator.wire_control", "emulator.journal", "emulator.tenancy",
             "emulator.durable", "emulator.verdict",
             "emulator.yamlfile", "emulator.schema", "emulator.metrics",
         ),

@@ -19,7 +19,7 @@ from referencing.jsonschema import DRAFT202012
 
 from emulator.api.openapi import template
 from emulator.api.routes import ROUTES, Op
-from emulator.wire import CONTROL_BODIES, CONTROL_QUERIES
+from emulator.wire_control import CONTROL_BODIES, CONTROL_QUERIES
 
 DOC_URI = "urn:scaigrid-emulator:openapi"
 GPT = "openai/gpt-4o"
@@ -75,7 +75,7 @@ def test_the_query_a_route_declares_is_the_query_its_handler_reads(route: Op) ->
 
 
 async def test_control_bodies_are_their_tables(emu: Harness) -> None:
-    """The control routes' request bodies are `wire.CONTROL_BODIES`: the same keys, no others."""
+    """The control routes' request bodies are `CONTROL_BODIES`: the same keys, no others."""
     doc = await document(emu)
     bodies = {
         "reset": ("/_emulator/reset", "post"),

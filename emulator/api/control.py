@@ -14,7 +14,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from emulator import control, wire
+from emulator import control, wire, wire_control
 from emulator.api.http import JSON, core_of, json_body
 from emulator.api.openapi import openapi_document
 from emulator.clock import parse_instant
@@ -128,9 +128,11 @@ class _Query:
 
     def __init__(self, request: Request, route: str) -> None:
         self.params = request.query_params
-        wire.control_query(route, list(self.params.keys()))
+        wire_control.control_query(route, list(self.params.keys()))
         #: what each parameter must be, as its declaration (and the OpenAPI document) says
-        self.expected = {param.name: param.description for param in wire.CONTROL_QUERIES[route]}
+        self.expected = {
+            param.name: param.description for param in wire_control.CONTROL_QUERIES[route]
+        }
         self.problems: list[dict[str, Any]] = []
 
     def get(self, name: str, parse: Callable[[str], Any]) -> Any:
@@ -233,7 +235,7 @@ async def verdict(request: Request) -> Response:
 async def state(request: Request) -> Response:
     admin(request)
     core = core_of(request)
-    wire.control_query("state", list(request.query_params.keys()))
+    wire_control.control_query("state", list(request.query_params.keys()))
     dump = await control.state(core, request.query_params.get("tenant_id"), str(request.base_url))
     return JSON(wire.ok(dump))
 
@@ -262,7 +264,7 @@ async def tenant_batch_lines(request: Request) -> Response:
 async def cancel_tenant_batch(request: Request) -> Response:
     """Cancel any tenant's batch, as its owner's cancel would."""
     admin(request)
-    wire.control_body("tenants/{tenant}/batches/{batch_id}/cancel", await _body(request))
+    wire_control.control_body("tenants/{tenant}/batches/{batch_id}/cancel", await _body(request))
     core = core_of(request)
     batch = await core.batches.cancel_batch(_tenant(request), request.path_params["batch_id"])
     return JSON(wire.ok(core.batches.to_wire(batch, str(request.base_url))))
@@ -284,7 +286,7 @@ async def tenant_webhook_deliveries(request: Request) -> Response:
 async def changes(request: Request) -> Response:
     """What the dashboard polls: cheap, and not journaled when the dashboard asks."""
     admin(request)
-    wire.control_query("changes", list(request.query_params.keys()))
+    wire_control.control_query("changes", list(request.query_params.keys()))
     return JSON(wire.ok(control.changes(core_of(request))))
 
 

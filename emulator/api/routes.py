@@ -8,7 +8,7 @@ from typing import Any
 
 from starlette.routing import Route
 
-from emulator import wire, wire_oai
+from emulator import wire, wire_control, wire_oai
 from emulator.api import batches, control, files, inference, models, observe, sink, ui, webhooks
 from emulator.api.oai import batches as oai_batches
 from emulator.api.oai import files as oai_files
@@ -26,8 +26,8 @@ from emulator.webhooks import sink as sinks
 from emulator.webhooks.service import body_schema
 
 JSONL, OCTETS = "application/jsonl", "application/octet-stream"
-_CONTROL = wire.CONTROL_BODIES
-_QUERIES = wire.CONTROL_QUERIES
+_CONTROL = wire_control.CONTROL_BODIES
+_QUERIES = wire_control.CONTROL_QUERIES
 _SINK_POST = Doc(
     {"application/json": wire.ok_of(wire.SINK_ACK)},
     sinks.QUERY,
@@ -93,27 +93,27 @@ ROUTES: list[Route] = [
     Op("/v1/webhooks/{webhook_id}/test", webhooks.test_webhook, "POST", "Send a synthetic test event now", native(wire.TEST_DELIVERY)),
     Op("/v1/webhooks/{webhook_id}/deliveries", webhooks.list_deliveries, "GET", "Deliveries, newest first (status, since, limit, cursor)", paged(wire.DELIVERY, webhooks.DELIVERIES_QUERY)),
     # the service's own health and metrics, without auth as the real service's
-    Op("/health", observe.service_health, "GET", "Liveness and version (no auth)", Doc({"application/json": wire.ok_of(wire.HEALTH)}, security=OPEN)),
+    Op("/health", observe.service_health, "GET", "Liveness and version (no auth)", Doc({"application/json": wire.ok_of(wire_control.HEALTH)}, security=OPEN)),
     Op("/metrics", observe.metrics, "GET", "Prometheus metrics, text format (no auth)", download("text/plain", security=OPEN)),
     # control plane
-    Op("/_emulator/health", control.health, "GET", "Liveness and version", Doc({"application/json": wire.ok_of(wire.HEALTH)}, security=OPEN)),
-    Op("/_emulator/reset", control.reset, "POST", "Clear everything, or tenants ({tenant_id}, {api_key} or {tenant_ids}); {clock}: then freeze the clock there", ctl(wire.RESET, body=_CONTROL["reset"].schema(), body_required=False)),
-    Op("/_emulator/clock", control.get_clock, "GET", "Read the clock", ctl(wire.CLOCK)),
-    Op("/_emulator/clock", control.set_clock, "PUT", "Set mode, scale and/or start", ctl(wire.CLOCK, body=_CONTROL["clock"].schema())),
-    Op("/_emulator/clock/advance", control.advance_clock, "POST", "Advance the clock ({seconds|minutes|hours})", ctl(wire.CLOCK, body=_CONTROL["clock/advance"].schema())),
-    Op("/_emulator/seed", control.get_seed, "GET", "Read the seed", ctl(wire.SEED)),
-    Op("/_emulator/seed", control.set_seed, "PUT", "Change the seed", ctl(wire.SEED, body=_CONTROL["seed"].schema())),
-    Op("/_emulator/scenarios", control.list_scenarios, "GET", "Bundled and loaded scenarios", ctl(wire.SCENARIOS)),
-    Op("/_emulator/scenario", control.get_scenario, "GET", "The global scenario", ctl(wire.SCENARIO)),
-    Op("/_emulator/scenario", control.set_scenario, "PUT", "Set the global scenario ({name} or {yaml})", ctl(wire.SCENARIO, body=_CONTROL["scenario"].schema())),
-    Op("/_emulator/tenants/{tenant}", control.get_tenant, "GET", "The tenant an API key (sgk_...) or tenant id names", ctl(wire.TENANT)),
-    Op("/_emulator/tenants/{tenant}/scenario", control.get_tenant_scenario, "GET", "A tenant's scenario (tenant id or API key in the path)", ctl(wire.SCENARIO)),
-    Op("/_emulator/tenants/{tenant}/scenario", control.set_tenant_scenario, "PUT", "Set a tenant's scenario ({name} or {yaml}; tenant id or API key)", ctl(wire.SCENARIO, body=_CONTROL["scenario"].schema())),
-    Op("/_emulator/tenants/{tenant}/scenario", control.delete_tenant_scenario, "DELETE", "Drop a tenant's scenario (tenant id or API key)", ctl(wire.SCENARIO)),
-    Op("/_emulator/journal", control.journal, "GET", "Request journal (method, path glob, status or 4xx, tenant_id, since, until, limit)", ctl(wire.items_of(wire.JOURNAL_ENTRY), _QUERIES["journal"])),
-    Op("/_emulator/verdict", control.verdict, "GET", "Findings on the clients' behaviour (tenant_id, min_poll_interval, rate_limit)", ctl(wire.VERDICT, _QUERIES["verdict"])),
-    Op("/_emulator/state", control.state, "GET", "A dump of the state", ctl(wire.STATE, _QUERIES["state"])),
-    Op("/_emulator/changes", control.changes, "GET", "A mark that moves when the state may have changed, and the clock (the dashboard polls it)", ctl(wire.CHANGES, _QUERIES["changes"])),
+    Op("/_emulator/health", control.health, "GET", "Liveness and version", Doc({"application/json": wire.ok_of(wire_control.HEALTH)}, security=OPEN)),
+    Op("/_emulator/reset", control.reset, "POST", "Clear everything, or tenants ({tenant_id}, {api_key} or {tenant_ids}); {clock}: then freeze the clock there", ctl(wire_control.RESET, body=_CONTROL["reset"].schema(), body_required=False)),
+    Op("/_emulator/clock", control.get_clock, "GET", "Read the clock", ctl(wire_control.CLOCK)),
+    Op("/_emulator/clock", control.set_clock, "PUT", "Set mode, scale and/or start", ctl(wire_control.CLOCK, body=_CONTROL["clock"].schema())),
+    Op("/_emulator/clock/advance", control.advance_clock, "POST", "Advance the clock ({seconds|minutes|hours})", ctl(wire_control.CLOCK, body=_CONTROL["clock/advance"].schema())),
+    Op("/_emulator/seed", control.get_seed, "GET", "Read the seed", ctl(wire_control.SEED)),
+    Op("/_emulator/seed", control.set_seed, "PUT", "Change the seed", ctl(wire_control.SEED, body=_CONTROL["seed"].schema())),
+    Op("/_emulator/scenarios", control.list_scenarios, "GET", "Bundled and loaded scenarios", ctl(wire_control.SCENARIOS)),
+    Op("/_emulator/scenario", control.get_scenario, "GET", "The global scenario", ctl(wire_control.SCENARIO)),
+    Op("/_emulator/scenario", control.set_scenario, "PUT", "Set the global scenario ({name} or {yaml})", ctl(wire_control.SCENARIO, body=_CONTROL["scenario"].schema())),
+    Op("/_emulator/tenants/{tenant}", control.get_tenant, "GET", "The tenant an API key (sgk_...) or tenant id names", ctl(wire_control.TENANT)),
+    Op("/_emulator/tenants/{tenant}/scenario", control.get_tenant_scenario, "GET", "A tenant's scenario (tenant id or API key in the path)", ctl(wire_control.SCENARIO)),
+    Op("/_emulator/tenants/{tenant}/scenario", control.set_tenant_scenario, "PUT", "Set a tenant's scenario ({name} or {yaml}; tenant id or API key)", ctl(wire_control.SCENARIO, body=_CONTROL["scenario"].schema())),
+    Op("/_emulator/tenants/{tenant}/scenario", control.delete_tenant_scenario, "DELETE", "Drop a tenant's scenario (tenant id or API key)", ctl(wire_control.SCENARIO)),
+    Op("/_emulator/journal", control.journal, "GET", "Request journal (method, path glob, status or 4xx, tenant_id, since, until, limit)", ctl(wire.items_of(wire_control.JOURNAL_ENTRY), _QUERIES["journal"])),
+    Op("/_emulator/verdict", control.verdict, "GET", "Findings on the clients' behaviour (tenant_id, min_poll_interval, rate_limit)", ctl(wire_control.VERDICT, _QUERIES["verdict"])),
+    Op("/_emulator/state", control.state, "GET", "A dump of the state", ctl(wire_control.STATE, _QUERIES["state"])),
+    Op("/_emulator/changes", control.changes, "GET", "A mark that moves when the state may have changed, and the clock (the dashboard polls it)", ctl(wire_control.CHANGES, _QUERIES["changes"])),
     Op("/_emulator/tenants/{tenant}/batches/{batch_id}/lines", control.tenant_batch_lines, "GET", "A page of a tenant's batch: request lines with their results (offset, limit, status ok|error|pending)", ctl(wire.BATCH_LINES, _QUERIES["tenants/{tenant}/batches/{batch_id}/lines"])),
     Op("/_emulator/tenants/{tenant}/batches/{batch_id}/cancel", control.cancel_tenant_batch, "POST", "Cancel a tenant's batch", ctl(wire.BATCH, body=_CONTROL["tenants/{tenant}/batches/{batch_id}/cancel"].schema(), body_required=False)),
     Op("/_emulator/tenants/{tenant}/webhooks/{webhook_id}/deliveries", control.tenant_webhook_deliveries, "GET", "A tenant's webhook's deliveries, newest first (status, limit)", ctl(wire.items_of(wire.DELIVERY), _QUERIES["tenants/{tenant}/webhooks/{webhook_id}/deliveries"])),
