@@ -289,21 +289,10 @@ class Journal:
         self._saved_tenants.update(entry[5] for entry in entries)
         self._entries = deque([*saved, *self._entries], maxlen=self.capacity)
 
-    def entries(
-        self,
-        *,
-        method: str | None = None,
-        path: str | None = None,
-        status: int | str | None = None,
-        tenant_id: str | None = None,
-        since: float | None = None,
-        until: float | None = None,
-        limit: int | None = None,
-    ) -> list[dict[str, Any]]:
-        """Matching entries, oldest first, as dicts with `request` and `response` (None when the
-        exchange is no longer held); see `select` for the filters."""
-        picked = self.select(method=method, path=path, status=status, tenant_id=tenant_id,
-                             since=since, until=until)  # fmt: skip
+    def entries(self, *, limit: int | None = None, **filters: Any) -> list[dict[str, Any]]:
+        """The last `limit` matching entries, oldest first, as dicts with `request` and
+        `response` (None when the exchange is no longer held); `filters` are `select`'s."""
+        picked = self.select(**filters)
         if limit:
             picked = picked[-limit:]
         return [self._dict(e) for e in picked]
