@@ -14,7 +14,6 @@ import socket
 import sys
 import threading
 from collections.abc import Mapping, Sequence
-from types import FrameType
 from typing import TYPE_CHECKING
 
 from emulator import __version__
@@ -284,8 +283,8 @@ def serve(settings: Settings) -> int:
         print(f"scaigrid-emulator: error: {exc}", file=sys.stderr)
         return 2
     config = server_config(create_app(core=core, owned=True), settings.log_level)
-    print(f"scaigrid-emulator {__version__} listening on {settings.base_url}", flush=True)
-    _run_until_signalled(uvicorn.Server(config), sock)
+    banner = f"scaigrid-emulator {__version__} listening on {settings.base_url}"
+    _run_until_signalled(uvicorn.Server(config), sock, banner)
     return 0
 
 
@@ -303,19 +302,22 @@ def server_config(app: ASGIApp, log_level: str) -> uvicorn.Config:
     )
 
 
-def _ignore_signal(signum: int, frame: FrameType | None) -> None:
-    """Stands in for the default handlers while uvicorn serves; see `_run_until_signalled`."""
+def _run_until_signalled(server: uvicorn.Server, sock: socket.socket, banner: str) -> None:
+    """Print `banner`, then serve until SIGINT or SIGTERM and exit cleanly.
 
-
-def _run_until_signalled(server: uvicorn.Server, sock: socket.socket) -> None:
-    """Serve until SIGINT or SIGTERM, then exit cleanly. uvicorn shuts down gracefully on either
-    signal and afterwards re-raises it to the handler it found in place; with the default handlers
-    that would kill the process (SIGTERM) or raise KeyboardInterrupt (SIGINT) after a clean
-    shutdown, so a no-op handler is put in place for the duration of the run."""
+    uvicorn shuts down gracefully on either signal and afterwards re-raises it to the handler it
+    found in place; with the default handlers that would kill the process (SIGTERM) or raise
+    KeyboardInterrupt (SIGINT) after a clean shutdown. So uvicorn's own `handle_exit` is put in
+    place first, before the banner: a signal that comes while the app is still starting (before
+    uvicorn installs its handlers) asks for the same clean exit instead of being lost, and the
+    re-raised one only repeats the request."""
     if threading.current_thread() is not threading.main_thread():
+        print(banner, flush=True)
         server.run(sockets=[sock])
         return
-    previous = {sig: signal.signal(sig, _ignore_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    handled = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, server.handle_exit) for sig in handled}
+    print(banner, flush=True)
     try:
         server.run(sockets=[sock])
     finally:

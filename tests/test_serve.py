@@ -183,6 +183,44 @@ def test_graceful_shutdown_on_signal(server: Server, sig: signal.Signals) -> Non
     assert "shutdown complete" in stderr.lower()
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_while_starting_stops_it_cleanly(tmp_path: Path, sig: signal.Signals) -> None:
+    """A signal sent as soon as the listening line appears, while the app may still be starting
+    (before uvicorn has its own handlers), is a request to stop, never lost."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "emulator", "serve", "--port", "0", "--db", ":memory:"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(), cwd=tmp_path, text=True,
+    )  # fmt: skip
+    try:
+        assert "listening on" in _read_line(proc, STARTUP_SECONDS)
+        proc.send_signal(sig)
+        code = proc.wait(timeout=SHUTDOWN_SECONDS)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        _, stderr = proc.communicate()
+    assert code == 0, stderr
+    assert "Traceback" not in stderr
+
+
+def test_the_start_signal_handler_asks_uvicorn_to_exit() -> None:
+    """Deterministically: the handler in place around `server.run` is uvicorn's `handle_exit`."""
+    import socket as socket_module
+
+    import uvicorn
+
+    from emulator.cli import _run_until_signalled
+
+    server = uvicorn.Server(uvicorn.Config(app=None))
+    seen: list[object] = []
+    server.run = lambda sockets=None: seen.append(signal.getsignal(signal.SIGTERM))  # type: ignore[method-assign]
+    before = signal.getsignal(signal.SIGTERM)
+    with socket_module.socket() as sock:
+        _run_until_signalled(server, sock, "banner")
+    assert seen == [server.handle_exit]
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
 def test_module_version() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "emulator", "--version"],
