@@ -78,7 +78,9 @@ def main() -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     sock.set_inheritable(True)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5)
+    config = uvicorn.Config(
+        app, log_level="warning", access_log=False, ws="none", timeout_graceful_shutdown=5
+    )
     print(f"bare app listening on http://127.0.0.1:{sock.getsockname()[1]}", flush=True)
     uvicorn.Server(config).run(sockets=[sock])
 

@@ -290,7 +290,8 @@ def serve(settings: Settings) -> int:
 
 def server_config(app: ASGIApp, log_level: str) -> uvicorn.Config:
     """How the emulator is served, wherever it is (`serve`, the pytest fixture): no access log,
-    and no `Date` of uvicorn's: the app writes its own, from the emulator clock."""
+    no `Date` of uvicorn's (the app writes its own, from the emulator clock), and no websocket
+    protocol: no route speaks it, and loading one costs every start an import of `websockets`."""
     import uvicorn
 
     return uvicorn.Config(
@@ -298,6 +299,7 @@ def server_config(app: ASGIApp, log_level: str) -> uvicorn.Config:
         log_level=log_level,
         access_log=False,
         date_header=False,
+        ws="none",
         timeout_graceful_shutdown=5,
     )
 

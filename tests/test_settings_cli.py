@@ -219,6 +219,9 @@ class _FakeServer:
     def __init__(self, config: Any) -> None:
         self.config = config
 
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        """What `serve` installs for SIGINT and SIGTERM while the server runs."""
+
     def run(self, sockets: list[socket.socket]) -> None:
         _FakeServer.ran.append(sockets)
         for sock in sockets:
