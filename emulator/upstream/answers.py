@@ -130,7 +130,7 @@ def _usage(usage: Any, *, completion: bool) -> dict[str, int] | None:
     """The upstream's usage in the emulator's shape, or None if it gave none (or half of one)."""
     if not isinstance(usage, dict):
         return None
-    prompt, done = usage.get("prompt_tokens"), usage.get("completion_tokens", 0)
+    prompt, done = usage.get("prompt_tokens", -1), usage.get("completion_tokens", 0)
     if not (_count(prompt) and (_count(done) or not completion)):
         return None
     prompt, done = int(prompt), int(done) if completion else 0
