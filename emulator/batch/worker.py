@@ -88,7 +88,8 @@ class Worker:
     ) -> None:
         self.store, self.clock, self.engine = store, clock, engine
         self.upstream = upstream
-        self.chunk = CHUNK if upstream is None else min(CHUNK, 4 * upstream.concurrency)
+        bound = None if upstream is None else upstream.concurrency
+        self.chunk = CHUNK if bound is None else min(CHUNK, 4 * bound)
         self.metrics = metrics or Metrics()
         self.scenarios = scenarios or Scenarios(DEFAULT_SCENARIO)
         # told after a batch's final status is committed (the webhook outbox); must not raise

@@ -59,9 +59,10 @@ class Upstream:
         )
 
     @property
-    def concurrency(self) -> int:
-        """How many requests are worth having in flight at once."""
-        return 1 if self.client is None else self.client.concurrency
+    def concurrency(self) -> int | None:
+        """How many upstream calls may be in flight at once; None if it is never called (a
+        replay that answers a miss itself): recordings are read at once."""
+        return None if self.client is None else self.client.concurrency
 
     async def answer(
         self, route: str, body: dict[str, Any], *, response_id: str | None, created: int
