@@ -88,8 +88,8 @@ class Worker:
     ) -> None:
         self.store, self.clock, self.engine = store, clock, engine
         self.upstream = upstream
-        bound = None if upstream is None else upstream.concurrency
-        self.chunk = CHUNK if bound is None else min(CHUNK, 4 * bound)
+        # upstream calls in flight at once: a chunk is then a few turns of them, not CHUNK lines
+        self._bound = None if upstream is None else upstream.concurrency
         self.metrics = metrics or Metrics()
         self.scenarios = scenarios or Scenarios(DEFAULT_SCENARIO)
         # told after a batch's final status is committed (the webhook outbox); must not raise
@@ -297,10 +297,11 @@ class Worker:
 
     def _budget(self, prog: Progress) -> int:
         """How many more requests may run in this chunk (a service cancel stops at N)."""
+        chunk = CHUNK if self._bound is None else min(CHUNK, 4 * self._bound)
         limit = prog.plan.cancel_after()
         if limit is None:
-            return self.chunk
-        return max(0, min(self.chunk, limit - len(prog.done)))
+            return chunk
+        return max(0, min(chunk, limit - len(prog.done)))
 
     def _last_finish(self, prog: Progress) -> float:
         assert prog.batch.started_at is not None
