@@ -104,8 +104,8 @@ class Live:
         if self.upstream is None or route not in RELAYED:
             return self.infer(route, body, tenant_id, base_url, raw)
         now = int(self.clock.now())
+        identity = self._identity(tenant_id)  # counted first, as `infer` does
         canned = self._effects(self.scenarios.for_tenant(tenant_id), route, body, tenant_id)
-        identity = self._identity(tenant_id)
         if canned is None:
             answer = await relayed(
                 self.engine, self.upstream, route, body, created=now, identity=identity
