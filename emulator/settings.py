@@ -159,8 +159,11 @@ class Settings:
     upstream_key: str | None = _setting(
         None, str, "bearer key sent to the upstream (never recorded)", "KEY"
     )
-    upstream_model_map: tuple[tuple[str, str], ...] = _setting(
-        (), _model_map, "model names for the upstream: ours=theirs,... (*=name for the rest)", "MAP"
+    upstream_model_map: tuple[tuple[str, str], ...] | None = _setting(
+        None,
+        _model_map,
+        "model names for the upstream: ours=theirs,... (*=name for the rest)",
+        "MAP",
     )
     upstream_concurrency: int = _setting(8, _positive_int, "upstream calls in flight at once", "N")
     upstream_timeout: float = _setting(

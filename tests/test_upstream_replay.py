@@ -183,6 +183,26 @@ async def test_a_second_emulator_answers_live_calls_and_batch_lines(
         mine = (await own.client.post(CHAT, json=chat("hello"))).json()["data"]
         assert mine["choices"][0]["message"] != answer["choices"][0]["message"]
 
+        tool = {
+            "type": "function",
+            "function": {
+                "name": "lookup",
+                "parameters": {
+                    "type": "object",
+                    "properties": {"city": {"type": "string"}},
+                    "required": ["city"],
+                },
+            },
+        }
+        calling = {**chat("weather?"), "tools": [tool], "tool_choice": "required"}
+        said = await upstream_says("/chat/completions", calling)
+        answer = (await h.client.post(CHAT, json=calling)).json()["data"]
+        assert (
+            answer["choices"][0]["message"]["tool_calls"]
+            == (said["choices"][0]["message"]["tool_calls"])
+        )
+        assert answer["choices"][0]["finish_reason"] == "tool_calls"
+
         embed = {"model": "openai/text-embedding-3-small", "input": ["x", "y"]}
         vectors = (await h.client.post("/v1/inference/embed", json=embed)).json()["data"]
         assert vectors["data"] == (await upstream_says("/embeddings", embed))["data"]

@@ -52,7 +52,7 @@ class Upstream:
             )
         return cls(
             client,
-            ModelMap(s.upstream_model_map),
+            ModelMap(s.upstream_model_map or ()),
             record=None if s.record is None else Tape(s.record, create=True),
             replay=None if s.replay is None else Tape(s.replay, create=False),
             miss=s.replay_miss,
