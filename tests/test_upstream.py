@@ -9,9 +9,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 
+import httpx
 import orjson
 import pytest
-from conftest import CHAT, START, Harness, assert_error, b64, chat_line, embed_line
+from conftest import CHAT, KEY, START, Harness, assert_error, b64, chat_line, embed_line
 from standin_upstream import StandIn
 
 from emulator.batch.pricing import discounted, live_cost
@@ -20,6 +21,7 @@ from emulator.settings import Settings, build_settings
 from emulator.upstream.service import Upstream
 
 MODEL = "scailabs/poolnoodle-omni"
+EMBEDDER = "openai/text-embedding-3-small"
 UPSTREAM_KEY = "upstream-secret-key"
 T0 = int(START.timestamp())
 #: how long the emulator waits for the stand-in before BACKEND_TIMEOUT (its `fail:slow` hangs)
@@ -136,6 +138,45 @@ async def test_the_fast_path_and_the_general_path_answer_alike(
     failed = await h.client.post("/oai/v1/chat/completions", json=chat("fail:500"))
     assert failed.status_code == 502
     assert failed.json()["error"]["code"] == "backend_error"
+
+
+async def test_with_an_upstream_the_fast_path_answers_byte_for_byte_as_the_general_path(
+    make_emu: Make, standin: StandIn
+) -> None:
+    """Two fronts of the same stand-in get the same requests, one through the app (the fast
+    path, which awaits the upstream itself) and one through `app.general`: statuses, headers,
+    bodies and journals agree, the upstream's failures included."""
+    fast, general = await fronted(make_emu, standin), await fronted(make_emu, standin)
+    auth = {"authorization": f"Bearer {KEY}", "content-type": "application/json"}
+    bodies = [chat(t) for t in ("one", "one", "fail:500", "fail:429", "fail:garbage", "nousage")]
+    exchanges = [(CHAT, auth, orjson.dumps(b)) for b in bodies]
+    exchanges += [
+        ("/v1/inference/generate", auth, orjson.dumps({"model": MODEL, "prompt": "p"})),
+        ("/v1/inference/embed", auth, orjson.dumps({"model": EMBEDDER, "input": ["a"]})),
+        (CHAT, auth, orjson.dumps({**chat("streamed"), "stream": True})),
+        (CHAT, auth, orjson.dumps({"model": MODEL})),
+        (CHAT, {}, orjson.dumps(chat("no key"))),
+    ]
+    taken = []
+    takes = fast.app.fast.takes
+
+    def counting_takes(scope: Any) -> bool:
+        taken.append(takes(scope))
+        return taken[-1]
+
+    fast.app.fast.takes = counting_takes  # type: ignore[method-assign]
+    got, want = [], []
+    for replies, app in ((got, fast.app), (want, general.app.general)):
+        transport = httpx.ASGITransport(app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://emulator.test") as c:
+            for path, headers, body in exchanges:
+                resp = await c.post(path, headers=headers, content=body)
+                replies.append((resp.status_code, resp.headers.raw, resp.content))
+    assert got == want
+    assert {status for status, _, _ in got} == {200, 401, 422, 429, 502}
+    assert taken.count(True) == len(exchanges)
+    assert fast.core.journal.entries() == general.core.journal.entries()
+    assert standin.calls == 2 * 9  # all but the bad body and the missing key, from each front
 
 
 async def test_a_scenario_fault_or_canned_text_never_reaches_the_upstream(
