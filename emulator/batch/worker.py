@@ -321,7 +321,7 @@ class Worker:
 
     async def _relay(self, prog: Progress, r: RequestRecord) -> ResultRecord:
         """`_execute`, with the upstream answering what the scenario leaves to the engine."""
-        assert self.upstream is not None and prog.batch.started_at is not None
+        assert self.upstream is not None
         fault = self._fault(prog, r)
         if fault is not None:
             return fault
@@ -329,8 +329,7 @@ class Worker:
         try:
             resp = None
             if canned is None and r.url in RELAYED:
-                created = int(prog.batch.started_at + prog.offsets[r.idx])
-                identity = f"{prog.batch.id}/{r.custom_id}"
+                created, identity = _named(prog, r)
                 resp = await relayed(
                     self.engine, self.upstream, r.url, r.body, created=created, identity=identity
                 )
@@ -348,16 +347,11 @@ class Worker:
         return _error(r, fault)
 
     def _infer(self, prog: Progress, r: RequestRecord, canned: str | None) -> dict[str, Any]:
-        b = prog.batch
-        assert b.started_at is not None
+        created, identity = _named(prog, r)
         return self.engine.infer(
-            r.url,
-            r.body,
-            created=int(b.started_at + prog.offsets[r.idx]),
-            canned=canned,
-            base_url=b.extra.get("base_url"),  # where the client submitted from
-            identity=f"{b.id}/{r.custom_id}",  # custom_ids are unique within a batch
-        )
+            r.url, r.body, created=created, canned=canned, identity=identity,
+            base_url=prog.batch.extra.get("base_url"),  # where the client submitted from
+        )  # fmt: skip
 
     def _failed(self, prog: Progress, r: RequestRecord, exc: Exception) -> ResultRecord:
         if isinstance(exc, EmulatorError):
@@ -467,6 +461,13 @@ class Worker:
             changed = b.note(cancelling_at=now, cancel_at=now + prog.plan.cancel_delay)
             await self.store.update_batch(b, changed)
         self.kick()
+
+
+def _named(prog: Progress, r: RequestRecord) -> tuple[int, str]:
+    """(created, identity) of a request's answer: the instant it finished, and its name
+    (custom_ids are unique within a batch)."""
+    assert prog.batch.started_at is not None
+    return int(prog.batch.started_at + prog.offsets[r.idx]), f"{prog.batch.id}/{r.custom_id}"
 
 
 def _error(r: RequestRecord, err: EmulatorError) -> ResultRecord:
