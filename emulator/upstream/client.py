@@ -18,6 +18,7 @@ from emulator.errors import BackendError, BackendTimeout
 #: the upstream path (under its base URL, OpenAI's `/v1` included) of each relayed route; image
 #: generation is not relayed, its links being the emulator's own
 PATHS = {CHAT: "/chat/completions", GENERATE: "/completions", EMBED: "/embeddings"}
+_JSON_BODY = {"Content-Type": "application/json"}
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,6 @@ class UpstreamClient:
         key: str | None,
         concurrency: int,
         timeout: float,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.base_url, self.timeout, self.concurrency = base_url.rstrip("/"), timeout, concurrency
         headers = {"Authorization": f"Bearer {key}"} if key else {}
@@ -48,19 +48,18 @@ class UpstreamClient:
             headers=headers,
             timeout=timeout,
             limits=httpx.Limits(max_connections=concurrency),
-            transport=transport,
         )
-        self.calls = 0  # calls made so far
 
     async def post(self, route: str, body: dict[str, Any]) -> Reply:
         url = self.base_url + PATHS[route]
         async with self._turns:
-            self.calls += 1
             try:
-                resp = await self._http.post(
-                    url, content=orjson.dumps(body), headers={"Content-Type": "application/json"}
-                )
-            except httpx.TimeoutException as exc:
+                # the whole call, not each read: an upstream that trickles bytes is slow too
+                async with asyncio.timeout(self.timeout):
+                    resp = await self._http.post(
+                        url, content=orjson.dumps(body), headers=_JSON_BODY
+                    )
+            except (TimeoutError, httpx.TimeoutException) as exc:
                 raise BackendTimeout(
                     f"The upstream did not answer within {self.timeout:g} s."
                 ) from exc
@@ -82,5 +81,5 @@ def _retry_after(value: str | None) -> int | None:
     """Whole seconds of a `Retry-After` given in seconds (an HTTP date is ignored)."""
     try:
         return max(0, round(float(value))) if value is not None else None
-    except ValueError:
+    except (ValueError, OverflowError):  # not a number, or nan / inf
         return None
