@@ -16,8 +16,11 @@ from conftest import CHAT, KEY, START, Harness, assert_error, b64, chat_line, em
 from standin_upstream import StandIn
 
 from emulator.batch.pricing import discounted, live_cost
-from emulator.errors import ConfigError
+from emulator.endpoints import EMBED
+from emulator.errors import ConfigError, UpstreamShapeMismatch
 from emulator.settings import Settings, build_settings
+from emulator.upstream.answers import error_of, translate
+from emulator.upstream.client import Reply
 from emulator.upstream.service import Upstream
 
 MODEL = "scailabs/poolnoodle-omni"
@@ -304,3 +307,39 @@ def test_the_settings_read_and_refuse_what_they_must(tmp_path: Any) -> None:
     with pytest.raises(ConfigError, match="--replay-miss upstream needs --upstream"):
         Upstream.from_settings(Settings(replay=tmp_path, replay_miss="upstream"))
     assert Upstream.from_settings(Settings()) is None
+
+
+# --- answers, as pure functions ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "code"),
+    [
+        (408, None, "BACKEND_TIMEOUT"),
+        (504, {"error": "gateway timeout"}, "BACKEND_TIMEOUT"),
+        (404, {"error": {"message": "model 'x' not found"}}, "BACKEND_ERROR"),
+        (401, {"detail": "bad key"}, "BACKEND_ERROR"),
+        (429, {}, "BACKEND_RATE_LIMITED"),
+    ],
+)
+def test_an_error_status_becomes_a_backend_code(status: int, body: Any, code: str) -> None:
+    err = error_of(Reply(status, body))
+    assert err.code == code and err.message.startswith(f"The upstream answered {status}")
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        assert err.message.endswith("model 'x' not found")
+
+
+def test_a_half_usage_is_estimated_and_a_base64_embedding_kept() -> None:
+    reply = Reply(200, {"choices": [{"message": {"content": "hi"}}], "usage": {"x": 1}})
+    answer = translate(CHAT, reply, model=MODEL, response_id="chatcmpl-1", created=5)
+    assert "usage" not in answer and answer["choices"][0]["finish_reason"] == "stop"
+    vectors = Reply(200, {"data": [{"embedding": "AAAA"}], "usage": {"prompt_tokens": 2}})
+    answer = translate(EMBED, vectors, model=EMBEDDER, response_id=None, created=5)
+    assert answer == {
+        "object": "list", "model": EMBEDDER,
+        "data": [{"object": "embedding", "index": 0, "embedding": "AAAA"}],
+        "usage": {"prompt_tokens": 2, "total_tokens": 2},
+    }  # fmt: skip
+    for bad in ({"choices": []}, {"choices": [{"message": {"content": ["parts"]}}]}, []):
+        with pytest.raises(UpstreamShapeMismatch):
+            translate(CHAT, Reply(200, bad), model=MODEL, response_id="x", created=5)
