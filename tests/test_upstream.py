@@ -287,6 +287,39 @@ async def test_upstream_calls_are_bounded_while_the_api_keeps_serving(
     assert standin.most_parked == 3 and standin.calls == 30
 
 
+async def test_a_cancel_during_upstream_calls_keeps_their_answers_and_cancels_the_rest(
+    make_emu: Make, standin: StandIn
+) -> None:
+    """A chunk is 4 turns of `--upstream-concurrency`: a cancel sent while its calls are out
+    takes effect once they are back, and every line not run is `BATCH_CANCELLED`."""
+    h = await fronted(make_emu, standin, upstream_concurrency=2)
+    batch = await h.submit([chat_line(f"r{i}", f"line {i}") for i in range(20)])
+    standin.hold()
+    running = asyncio.create_task(h.settle())
+    await standin.until_parked(2)
+    asked = asyncio.Event()
+    real_cancel = h.core.worker.cancel
+
+    async def cancel_asked(stored: Any) -> Any:
+        asked.set()  # this task runs on into the worker's lock, and waits there
+        return await real_cancel(stored)
+
+    h.core.worker.cancel = cancel_asked  # type: ignore[method-assign]
+    cancel = asyncio.create_task(h.client.post(f"/v1/inference/batch/{batch['id']}/cancel"))
+    await asked.wait()
+    standin.release()
+    resp = await cancel
+    await running
+    assert resp.status_code == 200, resp.text
+    done = resp.json()["data"]
+    assert done["status"] == "cancelled"
+    assert (done["completed_count"], done["failed_count"]) == (8, 12)  # one chunk of 4 x 2
+    results = await h.results(batch["id"])
+    assert [r["status"] for r in results] == ["ok"] * 8 + ["error"] * 12
+    assert {r["error"]["code"] for r in results[8:]} == {"BATCH_CANCELLED"}
+    assert standin.calls == 8
+
+
 # --- settings -------------------------------------------------------------------------------------
 
 
