@@ -12,12 +12,14 @@ from typing import Any
 import httpx
 import orjson
 
-from emulator.endpoints import CHAT, EMBED, GENERATE
+from emulator.endpoints import IMAGES, OPENAI_PATHS
 from emulator.errors import BackendError, BackendTimeout
 
-#: the upstream path (under its base URL, OpenAI's `/v1` included) of each relayed route; image
-#: generation is not relayed, its links being the emulator's own
-PATHS = {CHAT: "/chat/completions", GENERATE: "/completions", EMBED: "/embeddings"}
+#: the upstream path of each relayed route: OpenAI's, under the base URL (which holds the `/v1`);
+#: image generation is not relayed, its links being the emulator's own
+PATHS = {
+    route: path.removeprefix("/v1") for path, route in OPENAI_PATHS.items() if route != IMAGES
+}
 _JSON_BODY = {"Content-Type": "application/json"}
 
 
