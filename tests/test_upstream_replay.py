@@ -129,6 +129,19 @@ async def test_a_miss_is_an_error_a_fake_answer_or_a_call_recorded(
     assert empty.exists() and not list(empty.iterdir())  # a replay-only folder is never written
 
 
+async def test_a_recording_edited_out_of_shape_is_a_clear_miss(
+    make_emu: Make, standin: StandIn, tmp_path: Path
+) -> None:
+    tape = tmp_path / "tape"
+    recording = await make_emu(upstream=standin.url, record=tape)  # type: ignore[attr-defined]
+    assert (await recording.client.post(CHAT, json=chat("hi"))).status_code == 200
+    [path] = tape.iterdir()
+    path.write_text(path.read_text(encoding="utf-8")[:-20], encoding="utf-8")  # cut short
+    replaying = await make_emu(replay=tape)
+    error = assert_error(await replaying.client.post(CHAT, json=chat("hi")), 502, "REPLAY_MISS")
+    assert f"The recording {path} cannot be read" in error["message"]
+
+
 def test_the_normalised_request_drops_transport_options_and_redacts_keys() -> None:
     body = {
         "model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": 5,

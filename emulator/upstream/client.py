@@ -17,9 +17,7 @@ from emulator.errors import BackendError, BackendTimeout
 
 #: the upstream path of each relayed route: OpenAI's, under the base URL (which holds the `/v1`);
 #: image generation is not relayed, its links being the emulator's own
-PATHS = {
-    route: path.removeprefix("/v1") for path, route in OPENAI_PATHS.items() if route != IMAGES
-}
+PATHS = {route: path.removeprefix("/v1") for path, route in OPENAI_PATHS.items() if route != IMAGES}
 _JSON_BODY = {"Content-Type": "application/json"}
 
 

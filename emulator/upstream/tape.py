@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from emulator.errors import ConfigError
+from emulator.errors import ConfigError, ReplayMiss
 from emulator.upstream.client import Reply
 
 #: keys whose values are never written (compared without case)
@@ -59,12 +59,20 @@ class Tape:
         self.folder = folder
 
     def get(self, request: dict[str, Any]) -> Reply | None:
+        """The recorded answer, or None. A recording edited out of shape is that request's
+        `REPLAY_MISS`, saying which file, rather than an answer made up."""
+        path = self.folder / name_of(request)
         try:
-            recorded = orjson.loads((self.folder / name_of(request)).read_bytes())
+            recorded = orjson.loads(path.read_bytes())
+            response = recorded["response"]
+            status, body = response["status"], response["body"]
+            if not isinstance(status, int):
+                raise TypeError("status is not a number")
         except FileNotFoundError:
             return None
-        response = recorded["response"]
-        return Reply(response["status"], response["body"], response.get("retry_after"))
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ReplayMiss(f"The recording {path} cannot be read ({exc}).") from exc
+        return Reply(status, body, response.get("retry_after"))
 
     def put(self, request: dict[str, Any], reply: Reply) -> None:
         """Write one recording whole (a temporary file renamed), so a reader never sees half."""
