@@ -373,6 +373,13 @@ def test_a_half_usage_is_estimated_and_a_base64_embedding_kept() -> None:
         "data": [{"object": "embedding", "index": 0, "embedding": "AAAA"}],
         "usage": {"prompt_tokens": 2, "total_tokens": 2},
     }  # fmt: skip
-    for bad in ({"choices": []}, {"choices": [{"message": {"content": ["parts"]}}]}, []):
+    no_arguments = {"message": {"content": None, "tool_calls": [{"function": {"name": "f"}}]}}
+    bad_bodies = [
+        {"choices": []},
+        {"choices": [{"message": {"content": ["parts"]}}]},
+        {"choices": [no_arguments]},
+        [],
+    ]
+    for bad in bad_bodies:
         with pytest.raises(UpstreamShapeMismatch):
             translate(CHAT, Reply(200, bad), model=MODEL, response_id="x", created=5)

@@ -67,7 +67,7 @@ def _chat(body: Any, model: str, response_id: str | None, created: int) -> dict[
         got = choice["message"]
         message: dict[str, Any] = {"role": "assistant", "content": _text(got.get("content"))}
         if got.get("tool_calls"):
-            message["tool_calls"] = _list(got["tool_calls"])
+            message["tool_calls"] = _calls(got["tool_calls"])
         choices.append({"index": i, "message": message, "finish_reason": _finish(choice)})
     return {
         "id": response_id,
@@ -113,6 +113,15 @@ def _list(value: Any) -> list[Any]:
     if not isinstance(value, list) or not value:
         raise ValueError("expected a non-empty list")
     return value
+
+
+def _calls(value: Any) -> list[Any]:
+    """Tool calls as OpenAI gives them: each a function's name and its arguments as text."""
+    for call in _list(value):
+        function = call["function"]
+        if not (isinstance(function["name"], str) and isinstance(function["arguments"], str)):
+            raise TypeError("a tool call's name and arguments are text")
+    return list(value)
 
 
 def _text(value: Any) -> str | None:
