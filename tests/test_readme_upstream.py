@@ -1,6 +1,6 @@
 """The README's upstream worked example, run as written: a second `serve` as the upstream, a
 front `serve` recording its answers, a 1,000-line batch followed by the client, then a replay of
-the session with the upstream stopped, which gives the same answers."""
+the run with the upstream stopped, which gives the same answers."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """`--record` and `--replay`, and a second emulator as the upstream over a real socket.
 
-A session recorded against the stand-in replays, with the stand-in stopped, to byte-identical
+A run recorded against the stand-in replays, with the stand-in stopped, to byte-identical
 batch results; a request not recorded follows `--replay-miss`; recordings are readable JSON
 named after their normalised request, with no key in them."""
 
@@ -40,7 +40,7 @@ def chat(content: str) -> dict[str, Any]:
     return {"model": MODEL, "messages": [{"role": "user", "content": content}]}
 
 
-def session_lines() -> list[dict[str, Any]]:
+def run_lines() -> list[dict[str, Any]]:
     lines = [chat_line(f"r{i}", f"line {i % 4}") for i in range(8)]  # repeats: one recording
     lines.append(chat_line("broken", "fail:500"))  # an error answer is recorded too
     lines.append(embed_line("emb", ["a", "b"]))
@@ -51,10 +51,10 @@ def session_lines() -> list[dict[str, Any]]:
     return lines
 
 
-async def run_session(h: Harness) -> tuple[bytes, bytes]:
-    """(the results file of the session's batch, a live chat's body), byte for byte."""
+async def run_through(h: Harness) -> tuple[bytes, bytes]:
+    """(the results file of the batch, a live chat's body), byte for byte."""
     live = await h.client.post(CHAT, json=chat("live one"))
-    batch = await h.submit(session_lines())
+    batch = await h.submit(run_lines())
     await h.settle()
     url = (await h.batch(batch["id"]))["results_url"]
     async with h.client_for(None) as anon:
@@ -63,7 +63,7 @@ async def run_session(h: Harness) -> tuple[bytes, bytes]:
     return results.content, live.content
 
 
-async def test_a_recorded_session_replays_byte_identically_without_the_upstream(
+async def test_a_recorded_run_replays_byte_identically_without_the_upstream(
     make_emu: Make, standin: StandIn, tmp_path: Path
 ) -> None:
     tape = tmp_path / "tape"
@@ -73,13 +73,13 @@ async def test_a_recorded_session_replays_byte_identically_without_the_upstream(
         upstream_model_map=MAP,
         record=tape,
     )
-    recorded = await run_session(recording)
+    recorded = await run_through(recording)
     calls = standin.calls
     assert calls == 1 + 8 + 3  # recording only, every request is asked (repeats included)
     await standin.close()  # no upstream from here on
 
     replaying = await make_emu(replay=tape, upstream_model_map=MAP)
-    assert await run_session(replaying) == recorded
+    assert await run_through(replaying) == recorded
     assert standin.calls == calls
     lines = [orjson.loads(line) for line in recorded[0].splitlines()]
     assert lines[0]["response"]["choices"][0]["message"]["content"] == "echo: line 0"

@@ -1,5 +1,5 @@
 """Recordings of upstream answers: one pretty JSON file per normalised request, readable and
-diffable, so a session recorded against a real model can be replayed without it.
+diffable, so a run recorded against a real model can be replayed without it.
 
 The normalised request is what the upstream was sent (route, model as mapped, messages,
 parameters), without the transport options `stream` and `stream_options` and with any value
