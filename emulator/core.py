@@ -30,6 +30,7 @@ from emulator.settings import Settings
 from emulator.signing import Signer
 from emulator.store import Store
 from emulator.tenancy import load_tenancy
+from emulator.upstream.service import Upstream
 from emulator.webhooks.events import Events
 from emulator.webhooks.outbox import Outbox
 from emulator.webhooks.sender import Sender
@@ -68,14 +69,16 @@ class Emulator:
         self.effects = ApiEffects()
         links = ImageLinks(self.signer, self.clock, settings.base_url)
         self.engine = Engine(settings.seed, self.catalogue, links)
-        self.live = Live(self.engine, self.clock, self.scenarios, self.metrics)
+        # a real model behind live calls and batch lines, or None: every answer is the engine's
+        self.upstream = Upstream.from_settings(settings)
+        self.live = Live(self.engine, self.clock, self.scenarios, self.metrics, self.upstream)
         config = SourceConfig(settings.scaidrive_root, settings.s3_endpoint_url)
         self.sources = Sources(config, http)
         self.files = Files(self.store, self.clock, self.ids, settings.max_input_bytes)
         self.outbox = Outbox()
         self.worker = Worker(
             self.store, self.clock, self.engine, self.scenarios,
-            on_final=self.outbox.batch_final, metrics=self.metrics,
+            on_final=self.outbox.batch_final, metrics=self.metrics, upstream=self.upstream,
         )  # fmt: skip
         self.batches = Batches(
             self.store, self.clock, self.worker,
@@ -118,6 +121,8 @@ class Emulator:
         await self.durable.stop()
         await self.store.close()
         await self.sources.aclose()
+        if self.upstream is not None:
+            await self.upstream.aclose()
 
     async def __aenter__(self) -> Emulator:
         await self.start()

@@ -201,6 +201,12 @@ class ModelUnavailable(EmulatorError):
     status, code, message = 503, "MODEL_UNAVAILABLE", "No healthy backend for this model."
 
 
+class ReplayMiss(EmulatorError):
+    """`--replay` has no recording of the request and `--replay-miss` is `error`."""
+
+    status, code, message = 502, "REPLAY_MISS", "No recording of this request."
+
+
 class InternalError(EmulatorError):
     """An unexpected fault inside the emulator: logged, and answered in the envelope."""
 

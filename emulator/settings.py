@@ -61,6 +61,34 @@ def _positive_float(value: str) -> float:
     return out
 
 
+def _url(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("must be an http:// or https:// URL")
+    return value.rstrip("/")
+
+
+def _model_map(value: str) -> tuple[tuple[str, str], ...]:
+    """`ours=theirs,...`: the model name the upstream is sent for each emulator model; `*=name`
+    sends every other model as `name`. A model not named keeps its own name."""
+    pairs = []
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        ours, sep, theirs = (side.strip() for side in item.partition("="))
+        if not (sep and ours and theirs):
+            raise ValueError(f"{item!r} is not ours=theirs")
+        pairs.append((ours, theirs))
+    return tuple(pairs)
+
+
+#: what `--replay` does with a request it has no recording of
+REPLAY_MISSES = ("error", "fake", "upstream")
+
+
+def _replay_miss(value: str) -> str:
+    if value not in REPLAY_MISSES:
+        raise ValueError(f"must be {', '.join(REPLAY_MISSES[:-1])} or {REPLAY_MISSES[-1]}")
+    return value
+
+
 def _setting(
     default: Any, parse: Callable[[str], Any], help: str, metavar: str | None = None
 ) -> Any:
@@ -124,6 +152,29 @@ class Settings:
     )
     verdict_rate_limit: int = _setting(
         60, _positive_int, "verdict: requests a minute per key that production allows", "N"
+    )
+    upstream: str | None = _setting(
+        None, _url, "OpenAI-compatible base URL that live calls and batch lines are sent to", "URL"
+    )
+    upstream_key: str | None = _setting(
+        None, str, "bearer key sent to the upstream (never recorded)", "KEY"
+    )
+    upstream_model_map: tuple[tuple[str, str], ...] | None = _setting(
+        None,
+        _model_map,
+        "model names for the upstream: ours=theirs,... (*=name for the rest)",
+        "MAP",
+    )
+    upstream_concurrency: int = _setting(8, _positive_int, "upstream calls in flight at once", "N")
+    upstream_timeout: float = _setting(
+        60.0, _positive_float, "seconds an upstream call may take (then BACKEND_TIMEOUT)", "S"
+    )
+    record: Path | None = _setting(
+        None, _path, "folder each upstream answer is recorded in, one JSON file each", "DIR"
+    )
+    replay: Path | None = _setting(None, _path, "folder of recordings to answer from", "DIR")
+    replay_miss: str = _setting(
+        "error", _replay_miss, f"a request not recorded: {', '.join(REPLAY_MISSES)}", "WHAT"
     )
     log_level: str = _setting("info", _log_level, "log level: debug, info, warning, error", "LEVEL")
 

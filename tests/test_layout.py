@@ -27,6 +27,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         ),
     ),
     ("scenario", ("emulator.scenario",)),
+    ("upstream", ("emulator.upstream",)),
     ("inference", ("emulator.inference",)),
     ("batch", ("emulator.batch",)),
     ("webhooks", ("emulator.webhooks",)),

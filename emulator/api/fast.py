@@ -72,7 +72,12 @@ class FastInference:
                 status = 0  # the general path journals it
                 await self._general(scope, receive, send, request_id, raw)
                 return
-            content = orjson.dumps(wire.ok(core.live.infer(route, body, tenant_id, None, raw)))
+            live = core.live
+            if live.upstream is None:
+                answer = live.infer(route, body, tenant_id, None, raw)
+            else:  # awaited here: the upstream's answer goes out the same way as the engine's
+                answer = await live.answer(route, body, tenant_id, None, raw)
+            content = orjson.dumps(wire.ok(answer))
             status = 200
             exchange.response_headers = headers = [
                 (b"content-length", str(len(content)).encode()),

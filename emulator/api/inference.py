@@ -24,10 +24,10 @@ async def _infer(request: Request, route: str) -> Response:
     raw = await read_body(request)
     body = parse_object(raw)
     if route == CHAT and body.get("stream") is True:
-        chunks = core.live.stream(body, principal.tenant_id)
+        chunks = await core.live.stream_answer(body, principal.tenant_id)
         return Stream(sse(chunks), media_type="text/event-stream")
     base = str(request.base_url) if ENDPOINTS[route].links else None
-    return JSON(wire.ok(core.live.infer(route, body, principal.tenant_id, base, raw)))
+    return JSON(wire.ok(await core.live.answer(route, body, principal.tenant_id, base, raw)))
 
 
 async def chat(request: Request) -> Response:

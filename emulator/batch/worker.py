@@ -6,6 +6,10 @@ cancel, a clock change, or the next due instant in real time) the worker process
 requests that are due by now, in chunks: one query to fetch a chunk, one `executemany` to store its
 results together with the batch's counters. A crash between chunks loses nothing that was committed,
 and a restart resumes from the stored results.
+
+With an upstream, a chunk's lines are sent to it concurrently (the upstream client bounds how many
+are in flight) while the event loop serves the API; a chunk is then a few turns of that bound, so
+a cancel waits for little. Lines a scenario fails, or gives canned text, never reach it.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
@@ -32,6 +37,7 @@ from emulator.errors import (
     InternalError,
 )
 from emulator.inference.engine import Engine
+from emulator.inference.relay import relayed
 from emulator.metrics import Metrics
 from emulator.records import BatchRecord, RequestRecord, ResultRecord
 from emulator.scenario.plan import Plan
@@ -39,6 +45,7 @@ from emulator.scenario.registry import Scenarios
 from emulator.settings import DEFAULT_SCENARIO
 from emulator.status import BatchStatus, is_final
 from emulator.store import Store
+from emulator.upstream.service import RELAYED, Upstream
 
 log = logging.getLogger("emulator.batch.worker")
 
@@ -77,8 +84,12 @@ class Worker:
         scenarios: Scenarios | None = None,
         on_final: Callable[[BatchRecord], None] | None = None,
         metrics: Metrics | None = None,
+        upstream: Upstream | None = None,
     ) -> None:
         self.store, self.clock, self.engine = store, clock, engine
+        self.upstream = upstream
+        # upstream calls in flight at once: a chunk is then a few turns of them, not CHUNK lines
+        self._bound = None if upstream is None else upstream.concurrency
         self.metrics = metrics or Metrics()
         self.scenarios = scenarios or Scenarios(DEFAULT_SCENARIO)
         # told after a batch's final status is committed (the webhook outbox); must not raise
@@ -273,6 +284,8 @@ class Worker:
     ) -> list[ResultRecord]:
         """Run a chunk of requests in slices of a few milliseconds, so a status poll or a live
         call waits at most one slice for the event loop, not a whole chunk."""
+        if self.upstream is not None:
+            return list(await asyncio.gather(*(self._relay(prog, r) for r in requests)))
         results = []
         deadline = time.perf_counter() + SLICE_SECONDS
         for r in requests:
@@ -284,10 +297,11 @@ class Worker:
 
     def _budget(self, prog: Progress) -> int:
         """How many more requests may run in this chunk (a service cancel stops at N)."""
+        chunk = CHUNK if self._bound is None else min(CHUNK, 4 * self._bound)
         limit = prog.plan.cancel_after()
         if limit is None:
-            return CHUNK
-        return max(0, min(CHUNK, limit - len(prog.done)))
+            return chunk
+        return max(0, min(chunk, limit - len(prog.done)))
 
     def _last_finish(self, prog: Progress) -> float:
         assert prog.batch.started_at is not None
@@ -296,32 +310,64 @@ class Worker:
 
     def _execute(self, prog: Progress, r: RequestRecord) -> ResultRecord:
         """One request through the engine (or an injected fault), priced at live rates."""
-        b = prog.batch
-        assert b.started_at is not None
-        fault = prog.plan.fault(r)
+        fault = self._fault(prog, r)
         if fault is not None:
-            self.metrics.faults[("request", fault.code)] += 1
-            return _error(r, fault)
-        engine = self.engine
+            return fault
         try:
-            resp = engine.infer(
-                r.url,
-                r.body,
-                created=int(b.started_at + prog.offsets[r.idx]),
-                canned=prog.plan.canned(r),
-                base_url=b.extra.get("base_url"),  # where the client submitted from
-                identity=f"{b.id}/{r.custom_id}",  # custom_ids are unique within a batch
-            )
-        except EmulatorError as exc:
+            resp = self._infer(prog, r, prog.plan.canned(r))
+        except Exception as exc:
+            return self._failed(prog, r, exc)
+        return self._priced(prog, r, resp)
+
+    async def _relay(self, prog: Progress, r: RequestRecord) -> ResultRecord:
+        """`_execute`, with the upstream answering what the scenario leaves to the engine."""
+        assert self.upstream is not None
+        fault = self._fault(prog, r)
+        if fault is not None:
+            return fault
+        canned = prog.plan.canned(r)
+        try:
+            resp = None
+            if canned is None and r.url in RELAYED:
+                created, identity = _named(prog, r)
+                resp = await relayed(
+                    self.engine, self.upstream, r.url, r.body, created=created, identity=identity
+                )
+            if resp is None:  # a replay miss answered by the engine
+                resp = self._infer(prog, r, canned)
+        except Exception as exc:
+            return self._failed(prog, r, exc)
+        return self._priced(prog, r, resp)
+
+    def _fault(self, prog: Progress, r: RequestRecord) -> ResultRecord | None:
+        fault = prog.plan.fault(r)
+        if fault is None:
+            return None
+        self.metrics.faults[("request", fault.code)] += 1
+        return _error(r, fault)
+
+    def _infer(self, prog: Progress, r: RequestRecord, canned: str | None) -> dict[str, Any]:
+        created, identity = _named(prog, r)
+        return self.engine.infer(
+            r.url, r.body, created=created, canned=canned, identity=identity,
+            base_url=prog.batch.extra.get("base_url"),  # where the client submitted from
+        )  # fmt: skip
+
+    def _failed(self, prog: Progress, r: RequestRecord, exc: Exception) -> ResultRecord:
+        if isinstance(exc, EmulatorError):
             return _error(r, exc)
-        except Exception:  # an emulator bug: one error record, not a batch stuck for ever
-            log.exception("request %r of batch %s failed unexpectedly", r.custom_id, b.id)
-            return _error(r, InternalError("Internal error while running this request."))
+        # an emulator bug: one error record, not a batch stuck for ever
+        log.error("request %r of batch %s failed unexpectedly", r.custom_id, prog.batch.id,
+                  exc_info=exc)  # fmt: skip
+        return _error(r, InternalError("Internal error while running this request."))
+
+    def _priced(self, prog: Progress, r: RequestRecord, resp: dict[str, Any]) -> ResultRecord:
+        engine = self.engine
         model = engine.catalogue.get(r.body["model"])
         tokens_in, tokens_out = engine.usage(r.url, resp)
         images = len(resp.get("data", ())) if r.url == IMAGES else 0
         live = live_cost(model, tokens_in, tokens_out, images)
-        amount = discounted(model, b.completion_window, live)
+        amount = discounted(model, prog.batch.completion_window, live)
         return ResultRecord(
             r.idx, r.custom_id, True, orjson.dumps(resp), tokens_in, tokens_out, live, amount
         )
@@ -415,6 +461,13 @@ class Worker:
             changed = b.note(cancelling_at=now, cancel_at=now + prog.plan.cancel_delay)
             await self.store.update_batch(b, changed)
         self.kick()
+
+
+def _named(prog: Progress, r: RequestRecord) -> tuple[int, str]:
+    """(created, identity) of a request's answer: the instant it finished, and its name
+    (custom_ids are unique within a batch)."""
+    assert prog.batch.started_at is not None
+    return int(prog.batch.started_at + prog.offsets[r.idx]), f"{prog.batch.id}/{r.custom_id}"
 
 
 def _error(r: RequestRecord, err: EmulatorError) -> ResultRecord:

@@ -275,16 +275,41 @@ class Engine:
             "created": created,
             "model": model.slug,
         }
-        chunks = []
-        for i, choice in enumerate(choices):
-            for delta, finish in _deltas(choice):
-                chunk = {"index": i, "delta": delta, "finish_reason": finish}
-                chunks.append({**head, "choices": [chunk]})
-        if (body.get("stream_options") or {}).get("include_usage") is True:
+        completion = sum(map(_choice_tokens, choices))
+        return _chunks(head, choices, body, _usage(prompt_tokens(body["messages"]), completion))
+
+    @staticmethod
+    def chunks_of(answer: dict[str, Any], body: dict[str, Any]) -> list[dict[str, Any]]:
+        """The SSE chunks of a whole chat answer from elsewhere (an upstream), cut as the
+        engine cuts its own."""
+        head = {
+            "id": answer["id"],
+            "object": "chat.completion.chunk",
+            "created": answer["created"],
+            "model": answer["model"],
+        }
+        choices: list[_Choice] = [
+            (c["message"]["content"], c["message"].get("tool_calls"), c["finish_reason"])
+            for c in answer["choices"]
+        ]
+        return _chunks(head, choices, body, answer["usage"])
+
+    @staticmethod
+    def estimated_usage(route: str, body: dict[str, Any], answer: dict[str, Any]) -> Any:
+        """The usage of an answer from elsewhere that gave none, by the engine's estimate."""
+        if route == EMBED:
+            texts = [body["input"]] if isinstance(body["input"], str) else body["input"]
+            tokens = sum(estimate_tokens(t) for t in texts)
+            return {"prompt_tokens": tokens, "total_tokens": tokens}
+        if route == CHAT:
+            choices = [
+                (c["message"]["content"], c["message"].get("tool_calls"), "")
+                for c in answer["choices"]
+            ]
             completion = sum(map(_choice_tokens, choices))
-            usage = _usage(prompt_tokens(body["messages"]), completion)
-            chunks.append({**head, "choices": [], "usage": usage})
-        return chunks
+            return _usage(prompt_tokens(body["messages"]), completion)
+        completion = sum(estimate_tokens(c["text"]) for c in answer["choices"])
+        return _usage(estimate_tokens(body["prompt"]), completion)
 
     def generate(
         self, body: Any, *, created: int, canned: str | None = None, identity: str | None = None
@@ -477,6 +502,20 @@ def _usage(prompt: int, completion: int) -> dict[str, int]:
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
     }
+
+
+def _chunks(
+    head: dict[str, Any], choices: list[_Choice], body: dict[str, Any], usage: dict[str, int]
+) -> list[dict[str, Any]]:
+    """A chat answer's SSE chunks: each choice's deltas, then its usage if the body asks."""
+    chunks = []
+    for i, choice in enumerate(choices):
+        for delta, finish in _deltas(choice):
+            chunk = {"index": i, "delta": delta, "finish_reason": finish}
+            chunks.append({**head, "choices": [chunk]})
+    if (body.get("stream_options") or {}).get("include_usage") is True:
+        chunks.append({**head, "choices": [], "usage": usage})
+    return chunks
 
 
 def _message(choice: _Choice) -> dict[str, Any]:

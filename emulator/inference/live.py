@@ -10,6 +10,10 @@ Every answer has its own id all the same: a live call is its tenant's n-th (coun
 server's start or the tenant's reset), and its id is named after that (`Engine.response_id`), so
 two calls with one body get one content and two ids, reproducibly under a seed. An answer with
 tool calls is never remembered: their ids are the response's too.
+
+With an upstream (`emulator.upstream`), `answer` and `stream_answer` send chat, generate and
+embed requests there once the scenario has had its say; nothing is remembered, the upstream's
+content being its own to vary.
 """
 
 from __future__ import annotations
@@ -20,10 +24,12 @@ from typing import Any
 from emulator.clock import Clock
 from emulator.endpoints import CHAT, ENDPOINTS
 from emulator.inference.engine import Engine
+from emulator.inference.relay import relayed
 from emulator.metrics import Metrics
 from emulator.records import RequestRecord
 from emulator.scenario.model import Scenario
 from emulator.scenario.registry import Scenarios
+from emulator.upstream.service import RELAYED, Upstream
 
 #: answers remembered, by exact request bytes; the oldest is dropped first
 MEMO_SIZE = 4096
@@ -33,9 +39,15 @@ SEEN_SIZE = 4 * MEMO_SIZE
 
 class Live:
     def __init__(
-        self, engine: Engine, clock: Clock, scenarios: Scenarios, metrics: Metrics | None = None
+        self,
+        engine: Engine,
+        clock: Clock,
+        scenarios: Scenarios,
+        metrics: Metrics | None = None,
+        upstream: Upstream | None = None,
     ) -> None:
         self.engine, self.clock, self.scenarios = engine, clock, scenarios
+        self.upstream = upstream
         self.metrics = metrics or Metrics()
         self._calls: defaultdict[str | None, int] = defaultdict(int)  # scenario-counted calls
         self._answered: defaultdict[str | None, int] = defaultdict(int)  # live answers per tenant
@@ -79,6 +91,34 @@ class Live:
             self._answers.popitem(last=False)
         self._answers[key] = answer
         return answer
+
+    async def answer(
+        self,
+        route: str,
+        body: Any,
+        tenant_id: str | None = None,
+        base_url: str | None = None,
+        raw: bytes | None = None,
+    ) -> dict[str, Any]:
+        """`infer`, or the upstream's answer when there is one for `route`."""
+        if self.upstream is None or route not in RELAYED:
+            return self.infer(route, body, tenant_id, base_url, raw)
+        now = int(self.clock.now())
+        identity = self._identity(tenant_id)  # counted first, as `infer` does
+        canned = self._effects(self.scenarios.for_tenant(tenant_id), route, body, tenant_id)
+        if canned is None:
+            answer = await relayed(
+                self.engine, self.upstream, route, body, created=now, identity=identity
+            )
+            if answer is not None:
+                return answer
+        return self.engine.infer(route, body, created=now, canned=canned, identity=identity)
+
+    async def stream_answer(self, body: Any, tenant_id: str | None = None) -> list[dict[str, Any]]:
+        """`stream`, or the upstream's whole answer cut into chunks when there is an upstream."""
+        if self.upstream is None:
+            return self.stream(body, tenant_id)
+        return self.engine.chunks_of(await self.answer(CHAT, body, tenant_id), body)
 
     def stream(self, body: Any, tenant_id: str | None = None) -> list[dict[str, Any]]:
         """The SSE chunks of a streamed chat answer."""

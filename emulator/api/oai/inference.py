@@ -19,9 +19,9 @@ async def chat_completions(request: Request) -> Response:
     raw = await read_body(request)
     body = parse_object(raw)
     if body.get("stream") is True:
-        chunks = core.live.stream(body, principal.tenant_id)
+        chunks = await core.live.stream_answer(body, principal.tenant_id)
         return Stream(sse(chunks), media_type="text/event-stream")
-    answer = core.live.infer(CHAT, body, principal.tenant_id, None, raw)
+    answer = await core.live.answer(CHAT, body, principal.tenant_id, None, raw)
     return JSON(wire_oai.chat_completion(answer))
 
 
@@ -29,7 +29,7 @@ async def completions(request: Request) -> Response:
     core = core_of(request)
     principal = caller(request, "models:use", core)
     raw = await read_body(request)
-    answer = core.live.infer(GENERATE, parse_object(raw), principal.tenant_id, None, raw)
+    answer = await core.live.answer(GENERATE, parse_object(raw), principal.tenant_id, None, raw)
     return JSON(wire_oai.completion(answer))
 
 
@@ -37,7 +37,7 @@ async def embeddings(request: Request) -> Response:
     core = core_of(request)
     principal = caller(request, "models:use", core)
     raw = await read_body(request)
-    return JSON(core.live.infer(EMBED, parse_object(raw), principal.tenant_id, None, raw))
+    return JSON(await core.live.answer(EMBED, parse_object(raw), principal.tenant_id, None, raw))
 
 
 async def list_models(request: Request) -> Response:

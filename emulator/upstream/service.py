@@ -1,0 +1,102 @@
+"""The upstream as the emulator uses it: map the model, answer from a recording or the upstream,
+record what the upstream said, translate it.
+
+Built from the settings (`from_settings`): none of `--upstream` and `--replay` means no upstream
+at all, and every answer is the engine's. With `--replay`, a request with no recording follows
+`--replay-miss`: `error` (a `REPLAY_MISS` error), `fake` (the engine answers it) or `upstream`
+(ask the upstream; with `--record` too, what it says is recorded).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from emulator.errors import ConfigError, ReplayMiss
+from emulator.settings import Settings
+from emulator.upstream.answers import translate
+from emulator.upstream.client import PATHS, Reply, UpstreamClient
+from emulator.upstream.models import ModelMap
+from emulator.upstream.tape import Tape, normalise
+
+#: the routes an upstream answers (images stay the engine's: their links are the emulator's)
+RELAYED = frozenset(PATHS)
+
+
+class Upstream:
+    def __init__(
+        self,
+        client: UpstreamClient | None,
+        models: ModelMap,
+        *,
+        record: Tape | None = None,
+        replay: Tape | None = None,
+        miss: str = "error",
+    ) -> None:
+        self.client, self.models = client, models
+        self.record, self.replay, self.miss = record, replay, miss
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Upstream | None:
+        s = settings
+        if s.upstream is None:
+            if s.record is not None:
+                raise ConfigError("--record needs --upstream: it records the upstream's answers")
+            if s.replay is not None and s.replay_miss == "upstream":
+                raise ConfigError("--replay-miss upstream needs --upstream")
+            if s.replay is None:
+                return None
+        client = None
+        if s.upstream is not None:
+            client = UpstreamClient(
+                s.upstream, s.upstream_key, s.upstream_concurrency, s.upstream_timeout
+            )
+        return cls(
+            client,
+            ModelMap(s.upstream_model_map or ()),
+            record=None if s.record is None else Tape(s.record, create=True),
+            replay=None if s.replay is None else Tape(s.replay, create=False),
+            miss=s.replay_miss,
+        )
+
+    @property
+    def concurrency(self) -> int | None:
+        """How many upstream calls may be in flight at once; None if it is never called (a
+        replay that answers a miss itself): recordings are read at once."""
+        return None if self.client is None else self.client.concurrency
+
+    async def answer(
+        self, route: str, body: dict[str, Any], *, response_id: str | None, created: int
+    ) -> dict[str, Any] | None:
+        """The answer to a checked request, in the emulator's shape (without usage if the
+        upstream gave none), or None when a replay miss is to be answered by the engine."""
+        sent = {**body, "model": self.models(body["model"])}
+        sent.pop("stream", None)
+        sent.pop("stream_options", None)
+        request = normalise(route, sent)
+        reply = await self._reply(route, sent, request)
+        if reply is None:
+            return None
+        return translate(
+            route, reply, model=body["model"], response_id=response_id, created=created
+        )
+
+    async def _reply(
+        self, route: str, sent: dict[str, Any], request: dict[str, Any]
+    ) -> Reply | None:
+        if self.replay is not None:
+            recorded = self.replay.get(request)
+            if recorded is not None:
+                return recorded
+            if self.miss == "fake":
+                return None
+            if self.miss == "error":
+                raise ReplayMiss(f"No recording of this {route} request in {self.replay.folder}.")
+        assert self.client is not None  # from_settings: no upstream, no asking it
+        reply = await self.client.post(route, sent)
+        if self.record is not None:
+            self.record.put(request, reply)
+        return reply
+
+    async def aclose(self) -> None:
+        if self.client is not None:
+            await self.client.aclose()
