@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import orjson
 
 from emulator.endpoints import IMAGES, OPENAI_PATHS
 from emulator.errors import BackendError, BackendTimeout
+
+if TYPE_CHECKING:
+    import httpx
 
 #: the upstream path of each relayed route: OpenAI's, under the base URL (which holds the `/v1`);
 #: image generation is not relayed, its links being the emulator's own
@@ -44,13 +46,17 @@ class UpstreamClient:
         # the semaphore, not the pool, queues calls: time spent waiting for a turn is not the
         # upstream being slow, so it does not count against the timeout
         self._turns = asyncio.Semaphore(concurrency)
-        self._http = httpx.AsyncClient(
+        import httpx  # here: ~25 ms of every start, and only a server with an upstream needs it
+
+        self._http: httpx.AsyncClient = httpx.AsyncClient(
             headers=headers,
             timeout=timeout,
             limits=httpx.Limits(max_connections=concurrency),
         )
 
     async def post(self, route: str, body: dict[str, Any]) -> Reply:
+        import httpx
+
         url = self.base_url + PATHS[route]
         async with self._turns:
             try:
