@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -142,6 +142,20 @@ def boolean(node: yaml.Node) -> str | None:
     return None if _scalar(node, (_BOOL,)) else "must be true or false"
 
 
+def duration_up_to(maximum: float) -> Check:
+    """A duration no longer than `maximum` seconds (a wait of real time, which must end)."""
+
+    def check(node: yaml.Node) -> str | None:
+        problem = duration(node)
+        if problem is None:
+            value = node.value if node.tag == _STR else _number(node)
+            if duration_seconds(value) <= maximum:
+                return None
+        return f"must be a duration of at most {maximum:g}s (e.g. 200ms, 2s)"
+
+    return check
+
+
 # --- structure ----------------------------------------------------------------------------------
 
 Spec = Any  # a Check, a dict (mapping spec), ("list", Spec, min items), ("either", Spec, Spec)
@@ -199,6 +213,56 @@ WEBHOOKS = {
     "fail_first": {**_CHANCE, "attempts": integer(1)},  # attempts that fail before sending
 }
 
+#: the longest real-time wait a transport fault may ask for (a hang, a dribble's pause): real
+#: time passes even on a frozen clock, so it is bounded
+MAX_WAIT = 60.0
+REQUIRED_PARAM = object()  # a transport fault's parameter with no default
+
+
+class Param(NamedTuple):
+    """A transport fault's parameter: its check, its default, and how its value is read."""
+
+    check: Check
+    default: Any
+    read: Callable[[Any], Any] = int
+
+
+_WAIT = Param(duration_up_to(MAX_WAIT), REQUIRED_PARAM, duration_seconds)
+#: what breaks on the wire (`api_faults[].transport`), each fault with its parameters; the
+#: README's transport table says the same (a truncation's `bytes` default, None, is half the
+#: answer)
+TRANSPORT_FAULTS: dict[str, dict[str, Param]] = {
+    "reset": {},  # the connection is reset (RST) before any byte of the answer
+    "hang": {"for": _WAIT},  # real time, then the answer
+    "truncate": {"bytes": Param(integer(0), None)},  # `bytes` of the body sent, then closed
+    "dribble": {"bytes": Param(integer(1), 16), "every": _WAIT._replace(default=0.1)},
+    "cut_stream": {"events": Param(integer(0), 1)},  # an SSE answer closed after `events`
+    "malformed": {},  # a 200 whose body is not valid JSON
+}
+
+
+def _by_fault(node: yaml.Node) -> str | None:
+    return None  # a transport parameter's value is checked as its fault reads it (`_transport`)
+
+
+#: a transport fault: its name alone, or a mapping of `fault` and its parameters
+TRANSPORT = {
+    "fault": one_of(*TRANSPORT_FAULTS),
+    **{param: _by_fault for params in TRANSPORT_FAULTS.values() for param in params},
+}
+API_FAULT = {
+    "match": {
+        "route": text,
+        "method": one_of("GET", "POST", "PUT", "DELETE", "PATCH"),
+        "calls": either(integer(1), listed(integer(1), 1)),
+        "after_calls": integer(0),
+        "probability": number(0, 1),
+    },
+    "error": ERROR,
+    "transport": either(one_of(*TRANSPORT_FAULTS), TRANSPORT),
+    "latency": duration,
+}
+
 SCHEMA: dict[str, Spec] = {
     "name": text,
     "description": text,
@@ -218,19 +282,7 @@ SCHEMA: dict[str, Spec] = {
         "cancel_after": integer(0),
         "window": duration,
     },
-    "api_faults": listed(
-        {
-            "match": {
-                "route": text,
-                "method": one_of("GET", "POST", "PUT", "DELETE", "PATCH"),
-                "calls": either(integer(1), listed(integer(1), 1)),
-                "after_calls": integer(0),
-                "probability": number(0, 1),
-            },
-            "error": ERROR,
-            "latency": duration,
-        }
-    ),
+    "api_faults": listed(API_FAULT),
     "limits": {
         "max_requests_per_batch": integer(0),
         "max_input_bytes": integer(0),
@@ -275,6 +327,10 @@ class Checker:
                     self._distribution(path, node)
                 if spec is ERROR:
                     self._error(path, node)
+                if spec is TRANSPORT:
+                    self._transport(path, node)
+                if spec is API_FAULT:
+                    self._one_ending(path, node)
         elif isinstance(spec, tuple) and spec[0] == "list":
             if not isinstance(node, yaml.SequenceNode):
                 self.fail(path, node, "must be a list")
@@ -348,6 +404,41 @@ class Checker:
         for needed in takes:
             if needed not in given and needed not in OPTIONAL_PARAMS:
                 self.fail(path, node, f"the {name} distribution needs '{needed}'")
+
+    def _transport(self, path: str, node: yaml.Node) -> None:
+        """A transport fault takes exactly its own parameters, each checked as that fault
+        reads it (a dribble's `bytes` is at least 1, a truncation's may be 0)."""
+        given = {key.value: (key, value) for key, value in node.value}
+        if "fault" not in given:
+            self.fail(path, node, "missing required key 'fault'")
+            return
+        fault = given["fault"][1].value
+        if fault not in TRANSPORT_FAULTS:
+            return  # reported by the `fault` key's own check
+        takes = TRANSPORT_FAULTS[fault]
+        for key, (key_node, value_node) in given.items():
+            if key == "fault" or key not in TRANSPORT:
+                continue  # an unknown key is reported by the mapping's check
+            if key not in takes:
+                names = ", ".join(takes) or "nothing"
+                self.fail(
+                    f"{path}.{key}", key_node, f"is not a parameter of {fault} (it takes {names})"
+                )
+            elif problem := takes[key].check(value_node):
+                self.fail(f"{path}.{key}", value_node, problem)
+        for name, param in takes.items():
+            if param.default is REQUIRED_PARAM and name not in given:
+                self.fail(path, node, f"{fault} needs '{name}'")
+
+    def _one_ending(self, path: str, node: yaml.Node) -> None:
+        """An API fault ends a call one way: with an error, or with a transport fault."""
+        given = {key.value: key for key, _ in node.value}
+        if "error" in given and "transport" in given:
+            self.fail(
+                f"{path}.transport",
+                given["transport"],
+                "a rule gives 'error' or 'transport', not both",
+            )
 
     def _error(self, path: str, node: yaml.Node) -> None:
         """An error's code is one the emulator knows, unless the rule gives its own status (a
