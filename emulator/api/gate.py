@@ -10,6 +10,7 @@ and `emulator.api.transport` what a transport fault does to the answer.
 from __future__ import annotations
 
 import asyncio
+import re
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -19,6 +20,8 @@ from emulator.core import Emulator
 from emulator.errors import EmulatorError
 
 CONTROL_PREFIX = "/_emulator"
+#: a batch's pre-signed results link (`api.batches.get_results`)
+_RESULTS_LINK = re.compile(r"/v1/inference/batch/([^/]+)/results")
 
 
 class ScenarioGate:
@@ -35,7 +38,7 @@ class ScenarioGate:
         ):
             await self.app(scope, receive, send)
             return
-        who, tenant = self._who(scope)
+        who, tenant = await self._who(scope)
         scope["state"]["tenant_id"] = tenant  # so the journal names the tenant of a refused call
         effect = self.core.effects.decide(
             scenarios.for_tenant(tenant),
@@ -61,13 +64,17 @@ class ScenarioGate:
             return
         await answer(scope, receive, send)
 
-    def _who(self, scope: Scope) -> tuple[str, str | None]:
-        """(the key, the tenant) of the caller; an unauthenticated caller has no tenant."""
+    async def _who(self, scope: Scope) -> tuple[str, str | None]:
+        """(the key, the tenant) of the caller. An unauthenticated caller has no tenant, but a
+        results link (no key: its signature is the credential) is its batch's owner's, so the
+        owner's scenario reaches its downloads."""
         header = authorization(scope)
         try:
             principal = self.core.tenancy.authenticate(header)
         except EmulatorError:
-            return header or "anonymous", None
+            link = _RESULTS_LINK.fullmatch(scope["path"])
+            batch = await self.core.batches.results_batch(link[1]) if link else None
+            return header or "anonymous", batch.tenant_id if batch else None
         return principal.key_id, principal.tenant_id  # however the header spells the key
 
     async def _delay(self, seconds: float) -> None:
