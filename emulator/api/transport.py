@@ -62,7 +62,9 @@ async def _hang(
     fault: Transport, answer: ASGIApp, scope: Scope, receive: Receive, send: Send
 ) -> None:
     """Real time passes before the call is run, frozen clock or not: a client's timeout is
-    real. The schema bounds it (`schema.MAX_WAIT`)."""
+    real. The schema bounds it (`schema.MAX_WAIT`). The call is run after it even if the
+    client has given up, as a server that never saw it go would: a POST retried on a timeout
+    may be made twice."""
     await asyncio.sleep(fault.params["for"])
     await answer(scope, receive, send)
 
@@ -102,8 +104,10 @@ async def _dribble(
     fault: Transport, answer: ASGIApp, scope: Scope, receive: Receive, send: Send
 ) -> None:
     """The whole answer, its body sent `bytes` at a time with a pause of `every` real
-    seconds between two sends."""
+    seconds between two sends. A client that gives up (a read timeout) ends it: the rest
+    would go nowhere."""
     size, pause = fault.params["bytes"], fault.params["every"]
+    wire: asyncio.Transport | None = scope.get("extensions", {}).get(EXTENSION)
     first = True
 
     async def dribbling(message: Message) -> None:
@@ -115,6 +119,8 @@ async def _dribble(
         for at in range(0, len(body), size):
             if not first:
                 await asyncio.sleep(pause)
+                if wire is not None and wire.is_closing():
+                    raise _Cut
             first = False
             await send(
                 {"type": "http.response.body", "body": body[at : at + size], "more_body": True}
@@ -122,7 +128,10 @@ async def _dribble(
         if not message.get("more_body", False):
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    await answer(scope, receive, dribbling)
+    try:
+        await answer(scope, receive, dribbling)
+    except _Cut:
+        pass  # the client has gone: nothing to close, nothing to raise
 
 
 async def _cut_stream(
