@@ -4,12 +4,13 @@ wire itself (a real RST, a short read, a client's timeout) is `test_transport_wi
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
 import orjson
 import pytest
-from conftest import KEY, Harness, chat_line
+from conftest import KEY, Harness, b64, chat_line
 
 from emulator.api.http import ConnectionDropped
 from emulator.api.transport import ACTS, spoilt
@@ -174,6 +175,31 @@ async def test_a_hang_is_real_time_on_a_frozen_clock_then_the_answer(emu: Harnes
     assert time.monotonic() - started >= 0.2  # the fault itself: real time passed
     assert resp.status_code == 200 and resp.json()["data"]["items"]
     assert emu.core.clock.now() == before  # the emulator clock did not move
+
+
+async def test_a_hung_call_is_made_even_if_its_client_left_during_the_hang(emu: Harness) -> None:
+    """As uvicorn does once a client has gone, `receive` answers `http.disconnect` (its body is
+    lost) and sends go nowhere: the hang read the request before it, so the batch is made."""
+    await use(emu, rule("{fault: hang, for: 200ms}", "{route: /v1/inference/batch}"))
+    gone = asyncio.Event()
+    body = orjson.dumps({"input_file_base64": b64([chat_line("a")])})
+    scope = {"type": "http", "method": "POST", "path": "/v1/inference/batch", "query_string": b"",
+             "headers": [(b"authorization", f"Bearer {KEY}".encode()),
+                         (b"content-type", b"application/json")]}  # fmt: skip
+
+    async def receive() -> dict[str, Any]:
+        if gone.is_set():
+            return {"type": "http.disconnect"}
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    # the client gives up 50 ms into the hang (the loop first runs this once the hang waits)
+    asyncio.get_running_loop().call_later(0.05, gone.set)
+
+    async def send(message: dict[str, Any]) -> None:
+        pass
+
+    await emu.app(scope, receive, send)
+    assert len((await emu.client.get("/v1/inference/batch")).json()["data"]["items"]) == 1
 
 
 async def test_a_truncation_declares_the_whole_length_and_sends_part(emu: Harness) -> None:

@@ -61,12 +61,30 @@ async def _reset(
 async def _hang(
     fault: Transport, answer: ASGIApp, scope: Scope, receive: Receive, send: Send
 ) -> None:
-    """Real time passes before the call is run, frozen clock or not: a client's timeout is
-    real. The schema bounds it (`schema.MAX_WAIT`). The call is run after it even if the
-    client has given up, as a server that never saw it go would: a POST retried on a timeout
-    may be made twice."""
+    """The request is read, then real time passes before the call is run, frozen clock or
+    not: a client's timeout is real. The schema bounds it (`schema.MAX_WAIT`). The call is run
+    after it even if the client has given up (its request was read before it left), as a slow
+    server's would be: a POST retried on a timeout may be made twice."""
+    try:
+        body = await receive_body(receive)
+    except ClientDisconnect:
+        return
     await asyncio.sleep(fault.params["for"])
-    await answer(scope, receive, send)
+    await answer(scope, _replay(body, receive), send)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """`receive` with the body already read given again first, as one message."""
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if replayed:
+            return await receive()
+        replayed = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
 
 
 async def _truncate(
