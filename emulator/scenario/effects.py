@@ -1,4 +1,5 @@
-"""What scenarios do to API calls: injected faults and latency per rule, and rate limits.
+"""What scenarios do to API calls: injected faults, transport faults and latency per rule, and
+rate limits.
 
 The state here (rate-limit windows, each rule's call count) belongs to the emulator, so a reset
 clears it; the HTTP gate (`emulator.api.gate`) only asks `decide` and acts on the answer.
