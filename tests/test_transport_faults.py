@@ -351,3 +351,19 @@ async def test_a_batch_line_of_the_spoilt_jsonl_breaks(emu: Harness) -> None:
     assert body and not body.endswith(b"\n")
     with pytest.raises(orjson.JSONDecodeError):
         [orjson.loads(line) for line in body.splitlines()]
+
+
+def test_in_process_the_fixture_gives_the_error_a_socket_would(scaigrid_inprocess: Any) -> None:
+    """The `scaigrid_inprocess` fixture has no socket: its transport turns a dropped connection
+    into the httpx error a socket gives, so the SDK reports it and retries as it would."""
+    import httpx
+    import openai
+
+    scaigrid_inprocess.use_scenario(rule("reset", "{route: /oai/v1/models, calls: [1, 3]}"))
+    assert scaigrid_inprocess.openai_client(max_retries=1).models.list().data  # calls 1, 2
+    with pytest.raises(openai.APIConnectionError) as raised:
+        scaigrid_inprocess.openai_client(max_retries=0).models.list()  # call 3
+    assert isinstance(raised.value.__cause__, httpx.ReadError)
+    scaigrid_inprocess.use_scenario(rule("{fault: truncate}"))
+    with pytest.raises(httpx.RemoteProtocolError, match="closed"):
+        scaigrid_inprocess.client.get(MODELS)

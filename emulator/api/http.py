@@ -74,13 +74,14 @@ class Stream(StreamingResponse):
 
 
 class ConnectionDropped(ConnectionResetError):
-    """A scenario's transport fault dropped the connection (`emulator.api.transport`). On a
-    socket the connection is already gone (`on_socket`) and the request context ends the
-    exchange quietly; in process there is no socket, and this goes on to the client as what it
-    gets instead of an answer."""
+    """A scenario's transport fault dropped the connection (`emulator.api.transport`): `reset`
+    before any byte, or closed mid-answer. On a socket the connection is already gone
+    (`on_socket`) and the request context ends the exchange quietly; in process there is no
+    socket, and this goes on to the client as what it gets instead of an answer."""
 
-    def __init__(self, message: str, *, on_socket: bool = False) -> None:
+    def __init__(self, message: str, *, reset: bool, on_socket: bool = False) -> None:
         super().__init__(message)
+        self.reset = reset
         self.on_socket = on_socket
 
 

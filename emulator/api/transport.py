@@ -8,7 +8,8 @@ the app through `protocol`, which puts the connection's asyncio transport in the
 or a cut stream closes it once the bytes sent are flushed, so the client reads a short answer
 and then the end of the stream. In process (`httpx.ASGITransport`) there is no socket: the app
 raises `ConnectionDropped` (a `ConnectionResetError`) where the connection would drop, and the
-client gets that exception from its call. A hang, a dribble and a malformed body need no socket
+client gets that exception from its call (the `scaigrid_inprocess` fixture's transport turns it
+into the httpx error a socket would give). A hang, a dribble and a malformed body need no socket
 and behave the same in both.
 """
 
@@ -248,7 +249,9 @@ async def _drop(scope: Scope, receive: Receive, *, reset: bool) -> None:
     wire: asyncio.Transport | None = scope.get("extensions", {}).get(EXTENSION)
     how = "reset" if reset else "closed"
     if wire is None:
-        raise ConnectionDropped(f"The connection was {how} (a scenario's transport fault).")
+        raise ConnectionDropped(
+            f"The connection was {how} (a scenario's transport fault).", reset=reset
+        )
     if reset:
         sock = wire.get_extra_info("socket")
         if sock is not None:  # linger 0: close() sends RST instead of FIN
@@ -262,7 +265,7 @@ async def _drop(scope: Scope, receive: Receive, *, reset: bool) -> None:
                 pass
     except TimeoutError:
         pass
-    raise ConnectionDropped(f"The connection was {how}.", on_socket=True)
+    raise ConnectionDropped(f"The connection was {how}.", reset=reset, on_socket=True)
 
 
 def _header(message: Message, name: bytes) -> bytes | None:
