@@ -17,8 +17,9 @@ from conftest import KEY, OTHER_KEY, Harness, b64, chat_line, embed_line, jsonl,
 
 from emulator import cli
 from emulator.errors import ERROR_CODES
+from emulator.scenario.checks import duration_seconds
 from emulator.scenario.model import parse_scenario
-from emulator.scenario.schema import ScenarioError, duration_seconds
+from emulator.scenario.schema import ScenarioError
 from emulator.tenancy import open_tenant_id
 
 MakeEmu = Callable[..., Awaitable[Harness]]

@@ -15,7 +15,8 @@ from conftest import KEY, Harness, b64, chat_line
 from emulator.api.http import ConnectionDropped
 from emulator.api.transport import ACTS, spoilt
 from emulator.scenario.model import Transport, parse_scenario
-from emulator.scenario.schema import MAX_WAIT, TRANSPORT_FAULTS, ScenarioError
+from emulator.scenario.schema import ScenarioError
+from emulator.scenario.transport_faults import MAX_WAIT, TRANSPORT_FAULTS
 from emulator.tenancy import open_tenant_id
 
 TENANT = open_tenant_id(KEY)

@@ -21,13 +21,10 @@ from typing import Any
 from emulator.endpoints import OAI_PREFIX
 from emulator.errors import EmulatorError, InputParseError, error_for_code
 from emulator.records import RequestRecord
+from emulator.scenario.checks import duration_seconds
 from emulator.scenario.plan import Plan
-from emulator.scenario.schema import (
-    TRANSPORT_FAULTS,
-    duration_seconds,
-    known_error_status,
-    load_document,
-)
+from emulator.scenario.schema import known_error_status, load_document
+from emulator.scenario.transport_faults import TRANSPORT_FAULTS
 from emulator.seeded import unit
 
 # --- the parts of a scenario --------------------------------------------------------------------

@@ -8,20 +8,25 @@ only from documents that passed it.
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import yaml
 
 from emulator.errors import ERROR_CODES, ConfigError
+from emulator.scenario.checks import (
+    boolean,
+    duration,
+    error_code,
+    http_status,
+    integer,
+    number,
+    one_of,
+    regex,
+    text,
+)
+from emulator.scenario.transport_faults import REQUIRED_PARAM, TRANSPORT, TRANSPORT_FAULTS
 from emulator.yamlfile import SAFE_LOADER, load_yaml
-
-Check = Callable[[yaml.Node], str | None]  # returns a problem, or None
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
 
 class ScenarioError(ConfigError):
@@ -32,128 +37,7 @@ class ScenarioError(ConfigError):
         self.problems = problems or [message]
 
 
-def duration_seconds(value: Any) -> float:
-    """`30`, `30s`, `250ms`, `5m`, `2h`, `1d` -> seconds."""
-    if isinstance(value, bool):
-        raise ValueError("not a duration")
-    if isinstance(value, int | float):
-        return float(value)
-    match = _DURATION.match(str(value))
-    if not match:
-        raise ValueError("not a duration")
-    return float(match.group(1)) * _UNITS[match.group(2)]
-
-
-# --- scalar checks -------------------------------------------------------------------------------
-
-_INT = "tag:yaml.org,2002:int"
-_FLOAT = "tag:yaml.org,2002:float"
-_STR = "tag:yaml.org,2002:str"
-_BOOL = "tag:yaml.org,2002:bool"
 _NULL = "tag:yaml.org,2002:null"
-
-
-_CONSTRUCTOR = yaml.constructor.SafeConstructor()
-
-
-def _scalar(node: yaml.Node, tags: tuple[str, ...]) -> bool:
-    return isinstance(node, yaml.ScalarNode) and node.tag in tags
-
-
-def _number(node: yaml.Node) -> float:
-    """An int or float scalar's value as YAML reads it (`0x10` is 16, `.nan` is NaN)."""
-    assert isinstance(node, yaml.ScalarNode)
-    if node.tag == _INT:
-        return float(_CONSTRUCTOR.construct_yaml_int(node))
-    value: float = _CONSTRUCTOR.construct_yaml_float(node)
-    return value
-
-
-def integer(minimum: int) -> Check:
-    def check(node: yaml.Node) -> str | None:
-        if not _scalar(node, (_INT,)) or _number(node) < minimum:
-            return f"must be an integer >= {minimum}"
-        return None
-
-    return check
-
-
-def number(minimum: float, maximum: float | None = None) -> Check:
-    def check(node: yaml.Node) -> str | None:
-        bounds = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
-        if not _scalar(node, (_INT, _FLOAT)):
-            return f"must be a number {bounds}"
-        value = _number(node)
-        if not math.isfinite(value) or value < minimum or (maximum is not None and value > maximum):
-            return f"must be a number {bounds}"
-        return None
-
-    return check
-
-
-def text(node: yaml.Node) -> str | None:
-    return None if _scalar(node, (_STR,)) and node.value != "" else "must be a non-empty string"
-
-
-def duration(node: yaml.Node) -> str | None:
-    if isinstance(node, yaml.ScalarNode) and node.tag in (_INT, _FLOAT, _STR):
-        try:
-            seconds = duration_seconds(node.value if node.tag == _STR else _number(node))
-        except ValueError:
-            pass
-        else:
-            if math.isfinite(seconds) and seconds >= 0:
-                return None
-    return "must be a duration: seconds, or a number with ms, s, m, h or d (e.g. 30s, 2h)"
-
-
-def regex(node: yaml.Node) -> str | None:
-    if text(node):
-        return "must be a regular expression"
-    try:
-        re.compile(node.value)
-    except re.error as exc:
-        return f"is not a valid regular expression: {exc}"
-    return None
-
-
-def error_code(node: yaml.Node) -> str | None:
-    if text(node) or not re.fullmatch(r"[A-Z][A-Z0-9_]*", node.value):
-        return "must be an error code in UPPER_SNAKE_CASE (e.g. BACKEND_ERROR)"
-    return None
-
-
-def http_status(node: yaml.Node) -> str | None:
-    if not _scalar(node, (_INT,)) or not 400 <= int(node.value) <= 599:
-        return "must be an HTTP error status from 400 to 599"
-    return None
-
-
-def one_of(*values: str) -> Check:
-    def check(node: yaml.Node) -> str | None:
-        if not isinstance(node, yaml.ScalarNode) or node.value not in values:
-            return f"must be one of {', '.join(values)}"
-        return None
-
-    return check
-
-
-def boolean(node: yaml.Node) -> str | None:
-    return None if _scalar(node, (_BOOL,)) else "must be true or false"
-
-
-def duration_up_to(maximum: float) -> Check:
-    """A duration no longer than `maximum` seconds (a wait of real time, which must end)."""
-
-    def check(node: yaml.Node) -> str | None:
-        problem = duration(node)
-        if problem is None:
-            value = node.value if node.tag == _STR else _number(node)
-            if duration_seconds(value) <= maximum:
-                return None
-        return f"must be a duration of at most {maximum:g}s (e.g. 200ms, 2s)"
-
-    return check
 
 
 # --- structure ----------------------------------------------------------------------------------
@@ -213,43 +97,6 @@ WEBHOOKS = {
     "fail_first": {**_CHANCE, "attempts": integer(1)},  # attempts that fail before sending
 }
 
-#: the longest real-time wait a transport fault may ask for (a hang, a dribble's pause): real
-#: time passes even on a frozen clock, so it is bounded
-MAX_WAIT = 60.0
-REQUIRED_PARAM = object()  # a transport fault's parameter with no default
-
-
-class Param(NamedTuple):
-    """A transport fault's parameter: its check, its default, and how its value is read."""
-
-    check: Check
-    default: Any
-    read: Callable[[Any], Any] = int
-
-
-_WAIT = Param(duration_up_to(MAX_WAIT), REQUIRED_PARAM, duration_seconds)
-#: what breaks on the wire (`api_faults[].transport`), each fault with its parameters; the
-#: README's transport table says the same (a truncation's `bytes` default, None, is half the
-#: answer)
-TRANSPORT_FAULTS: dict[str, dict[str, Param]] = {
-    "reset": {},  # the connection is reset (RST) before any byte of the answer
-    "hang": {"for": _WAIT},  # real time, then the answer
-    "truncate": {"bytes": Param(integer(0), None)},  # `bytes` of the body sent, then closed
-    "dribble": {"bytes": Param(integer(1), 16), "every": _WAIT._replace(default=0.1)},
-    "cut_stream": {"events": Param(integer(0), 1)},  # an SSE answer closed after `events`
-    "malformed": {},  # a 200 whose body is not valid JSON
-}
-
-
-def _by_fault(node: yaml.Node) -> str | None:
-    return None  # a transport parameter's value is checked as its fault reads it (`_transport`)
-
-
-#: a transport fault: its name alone, or a mapping of `fault` and its parameters
-TRANSPORT = {
-    "fault": one_of(*TRANSPORT_FAULTS),
-    **{param: _by_fault for params in TRANSPORT_FAULTS.values() for param in params},
-}
 API_FAULT = {
     "match": {
         "route": text,
