@@ -251,7 +251,6 @@ def is_loopback(host: str) -> bool:
 
 
 def serve(settings: Settings) -> int:
-
     import uvicorn
 
     from emulator.api.app import create_app

@@ -10,18 +10,21 @@ and `emulator.api.transport` what a transport fault does to the answer.
 from __future__ import annotations
 
 import asyncio
-import re
 
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from emulator.api import transport
+from emulator.api import batches, transport
 from emulator.api.http import authorization, render_error
+from emulator.api.routes import ROUTES
 from emulator.core import Emulator
 from emulator.errors import EmulatorError
 
 CONTROL_PREFIX = "/_emulator"
-#: a batch's pre-signed results link (`api.batches.get_results`)
-_RESULTS_LINK = re.compile(r"/v1/inference/batch/([^/]+)/results")
+#: the route of a batch's pre-signed results link
+_RESULTS_LINK = next(
+    r for r in ROUTES if isinstance(r, Route) and r.endpoint is batches.get_results
+).path_regex
 
 
 class ScenarioGate:
@@ -72,8 +75,8 @@ class ScenarioGate:
         try:
             principal = self.core.tenancy.authenticate(header)
         except EmulatorError:
-            link = _RESULTS_LINK.fullmatch(scope["path"])
-            batch = await self.core.batches.results_batch(link[1]) if link else None
+            link = _RESULTS_LINK.match(scope["path"])
+            batch = await self.core.batches.results_batch(link["batch_id"]) if link else None
             return header or "anonymous", batch.tenant_id if batch else None
         return principal.key_id, principal.tenant_id  # however the header spells the key
 

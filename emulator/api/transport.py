@@ -50,20 +50,23 @@ async def act(
 async def _reset(
     fault: Transport, answer: ASGIApp, scope: Scope, receive: Receive, send: Send
 ) -> None:
-    """No answer: the request is read whole (so the client fails reading, not writing), the
-    call is not run, and the connection is reset."""
-    try:
-        await receive_body(receive)
-    except ClientDisconnect:
-        return
+    """No answer: the request is read whole (so the client fails reading, not writing) and
+    dropped as it comes (an upload is not held), the call is not run, and the connection is
+    reset."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        if not message.get("more_body", False):
+            break
     await _drop(scope, receive, reset=True)
 
 
 async def _hang(
     fault: Transport, answer: ASGIApp, scope: Scope, receive: Receive, send: Send
 ) -> None:
-    """The request is read, then real time passes before the call is run, frozen clock or
-    not: a client's timeout is real. The schema bounds it (`schema.MAX_WAIT`). The call is run
+    """The request is read (and held), then real time passes before the call is run, frozen
+    clock or not: a client's timeout is real. The schema bounds it (`schema.MAX_WAIT`). The call is run
     after it even if the client has given up (its request was read before it left), as a slow
     server's would be: a POST retried on a timeout may be made twice."""
     try:
