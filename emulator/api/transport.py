@@ -1,5 +1,6 @@
-"""Transport faults over HTTP: what each of a scenario's wire faults (`schema.TRANSPORT_FAULTS`)
-does to the answer of a call, and the server protocol that lets the app reach the socket.
+"""Transport faults over HTTP: what each fault on the wire a scenario names (the table in
+`emulator.scenario.transport_faults`) does to the answer of a call, and the server protocol that
+lets the app reach the socket.
 
 The gate (`emulator.api.gate`) hands a faulted call here with whatever would answer it (the
 route, or an injected error). A fault that drops the connection needs the socket: uvicorn serves
@@ -66,9 +67,9 @@ async def _hang(
     fault: Transport, answer: ASGIApp, scope: Scope, receive: Receive, send: Send
 ) -> None:
     """The request is read (and held), then real time passes before the call is run, frozen
-    clock or not: a client's timeout is real. The schema bounds it (`schema.MAX_WAIT`). The call is run
-    after it even if the client has given up (its request was read before it left), as a slow
-    server's would be: a POST retried on a timeout may be made twice."""
+    clock or not: a client's timeout is real. `transport_faults.MAX_WAIT` bounds it. The call
+    is run after it even if the client has given up (its request was read before it left), as
+    a slow server's would be: a POST retried on a timeout may be made twice."""
     try:
         body = await receive_body(receive)
     except ClientDisconnect:

@@ -124,8 +124,8 @@ class Canned:
 
 @dataclass(frozen=True)
 class Transport:
-    """A fault on the wire (`schema.TRANSPORT_FAULTS`): its name and its parameters, defaults
-    filled in (durations in seconds; a truncation's `bytes` None: half the answer)."""
+    """A fault on the wire (`transport_faults.TRANSPORT_FAULTS`): its name and its parameters,
+    defaults filled in (durations in seconds; a truncation's `bytes` None: half the answer)."""
 
     fault: str
     params: dict[str, Any] = field(default_factory=dict)
