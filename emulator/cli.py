@@ -14,7 +14,7 @@ import socket
 import sys
 import threading
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from emulator import __version__
 from emulator.client import commands as client_commands
@@ -23,6 +23,8 @@ from emulator.errors import ConfigError
 from emulator.settings import Settings, add_arguments, build_settings
 
 if TYPE_CHECKING:
+    import asyncio
+
     import uvicorn
     from starlette.types import ASGIApp
 
@@ -290,12 +292,16 @@ def serve(settings: Settings) -> int:
 
 def server_config(app: ASGIApp, log_level: str) -> uvicorn.Config:
     """How the emulator is served, wherever it is (`serve`, the pytest fixture): no access log,
-    no `Date` of uvicorn's (the app writes its own, from the emulator clock), and no websocket
-    protocol: no route speaks it, and loading one costs every start an import of `websockets`."""
+    no `Date` of uvicorn's (the app writes its own, from the emulator clock), no websocket
+    protocol (no route speaks it, and loading one costs every start an import of `websockets`),
+    and an HTTP protocol that lets a scenario's transport faults reach the socket."""
     import uvicorn
+
+    from emulator.api.transport import protocol
 
     return uvicorn.Config(
         app,
+        http=cast("type[asyncio.Protocol]", protocol),  # uvicorn calls it as it would a class
         log_level=log_level,
         access_log=False,
         date_header=False,

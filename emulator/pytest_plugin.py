@@ -143,9 +143,15 @@ class InProcessServer:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
     async def _send(self, request: httpx.Request) -> httpx.Response:
+        from emulator.api.http import ConnectionDropped
+
         body = await request.aread()
         inner = httpx.Request(request.method, request.url, headers=request.headers, content=body)
-        response = await self._asgi.handle_async_request(inner)
+        try:
+            response = await self._asgi.handle_async_request(inner)
+        except ConnectionDropped as exc:  # a transport fault: what httpx raises on a socket
+            error = httpx.ReadError if exc.reset else httpx.RemoteProtocolError
+            raise error(str(exc), request=request) from exc
         content = await response.aread()
         return httpx.Response(response.status_code, headers=response.headers, content=content)
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from conftest import KEY, START, Harness, assert_error, b64, chat_line, embed_line
+from conftest import KEY, START, Harness, assert_error, b64, chat_line, embed_line, jsonl
 from webhook_helpers import (
     Received,
     deliveries,
@@ -20,6 +21,7 @@ from webhook_helpers import (
 )
 
 from emulator import cli
+from emulator.api.http import ConnectionDropped
 from emulator.scenario.registry import bundled_files, load_scenario_file
 from emulator.tenancy import open_tenant_id
 
@@ -83,6 +85,7 @@ def test_the_documented_bundled_names_are_there() -> None:
     documented = {
         "happy-path", "realistic-latency", "flaky-backend", "quota-exhausted", "slow-processing",
         "cancellation", "input-parse-failure", "rate-limited", "api-outage", "webhook-chaos",
+        "network-chaos",
     }  # fmt: skip
     assert documented <= set(bundled_files())
 
@@ -387,3 +390,85 @@ async def test_webhook_chaos_replays_identically(make_emu: MakeEmu) -> None:
     seen = [[(h["X-ScaiGrid-Delivery-Id"], h["X-ScaiGrid-Signature"]) for h, _ in r.posts]
             for r in (first, second)]  # fmt: skip
     assert seen[0] == seen[1]
+
+
+# --- network-chaos ------------------------------------------------------------------------------
+
+
+def answered(h: Harness, path: str) -> list[tuple[int, int]]:
+    """(status, body bytes sent) of each call to `path`, from the journal."""
+    return [(e["status"], e["response"]["size"]) for e in h.core.journal.entries(path=path)]
+
+
+async def test_network_chaos_submissions_reset_then_hang_then_go(emu: Harness) -> None:
+    await use(emu, "network-chaos")
+    body = {"input_file_base64": b64(chats(3))}
+    with pytest.raises(ConnectionDropped, match="reset"):
+        await emu.client.post(BATCH, json=body)
+    started = time.monotonic()
+    hung = await emu.client.post(BATCH, json=body)
+    assert time.monotonic() - started >= 0.5 and hung.status_code == 200  # real time, then made
+    assert emu.core.clock.now() == T0  # the frozen clock did not move
+    assert (await emu.client.post(BATCH, json=body)).status_code == 200
+    assert len((await emu.client.get(BATCH)).json()["data"]["items"]) == 2  # the reset one: none
+
+    upload = await emu.client.post(
+        "/oai/v1/files", files={"file": ("in.jsonl", jsonl(chats(3)))}, data={"purpose": "batch"}
+    )
+    oai = {"input_file_id": upload.json()["id"], "endpoint": "/v1/chat/completions",
+           "completion_window": "24h"}  # fmt: skip
+    with pytest.raises(ConnectionDropped, match="reset"):
+        await emu.client.post("/oai/v1/batches", json=oai)
+    started = time.monotonic()
+    assert (await emu.client.post("/oai/v1/batches", json=oai)).status_code == 200
+    assert time.monotonic() - started >= 0.5
+    assert [s for s, _ in answered(emu, "/oai/v1/batches")] == [0, 200]
+
+
+async def test_network_chaos_downloads_cut_then_dribbled(emu: Harness) -> None:
+    batch = await submit_plain(emu, chats(30))
+    await emu.advance(3600)
+    await use(emu, "network-chaos")
+    url = (await emu.batch(batch))["results_url"]
+    output = (await emu.client.get(f"/oai/v1/batches/{batch}")).json()["output_file_id"]
+    content = f"/oai/v1/files/{output}/content"
+    route = url.removeprefix("http://emulator.test").split("?")[0]
+    async with emu.client_for(None) as anon:
+        for get, path, where in ((anon.get, url, route), (emu.client.get, content, content)):
+            with pytest.raises(ConnectionDropped, match="closed"):
+                await get(path)
+            started = time.monotonic()
+            whole = (await get(path)).content
+            assert len(whole.splitlines()) == 30 and len(whole) > 2048
+            assert time.monotonic() - started >= 0.01 * (len(whole) // 1024)  # dribbled
+            assert (await get(path)).content == whole
+            assert answered(emu, where) == [(200, 1024), (200, len(whole)), (200, len(whole))]
+
+
+async def test_network_chaos_cuts_the_first_chat_stream_and_spoils_a_models_list(
+    emu: Harness,
+) -> None:
+    await use(emu, "network-chaos")
+    with pytest.raises(ConnectionDropped, match="closed"):
+        await emu.client.post(CHAT, json={**CHAT_BODY, "stream": True})
+    sent = emu.core.journal.entries(path=CHAT)[0]["response"]["body"]
+    assert sent.count("\n\n") == 2 and "[DONE]" not in sent
+    whole = await emu.client.post(CHAT, json={**CHAT_BODY, "stream": True})
+    assert whole.text.endswith("data: [DONE]\n\n")
+    # the OpenAI chat's first call does not stream: the rule's one call passes it whole
+    oai_chat = "/oai/v1/chat/completions"
+    assert (await emu.client.post(oai_chat, json=CHAT_BODY)).json()["object"] == "chat.completion"
+    streamed = await emu.client.post(oai_chat, json={**CHAT_BODY, "stream": True})
+    assert streamed.text.endswith("data: [DONE]\n\n")
+
+    spoilt = await emu.client.get("/oai/v1/models")  # "/v1/models" covers both surfaces
+    assert spoilt.status_code == 200
+    with pytest.raises(orjson.JSONDecodeError):
+        orjson.loads(spoilt.content)
+    assert (await emu.client.get(MODELS)).json()["status"] == "ok"
+
+
+async def submit_plain(h: Harness, lines: list[Any]) -> str:
+    resp = await h.client.post(BATCH, json={"input_file_base64": b64(lines)})
+    assert resp.status_code == 200, resp.text
+    return str(resp.json()["data"]["id"])

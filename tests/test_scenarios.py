@@ -17,8 +17,9 @@ from conftest import KEY, OTHER_KEY, Harness, b64, chat_line, embed_line, jsonl,
 
 from emulator import cli
 from emulator.errors import ERROR_CODES
+from emulator.scenario.checks import duration_seconds
 from emulator.scenario.model import parse_scenario
-from emulator.scenario.schema import ScenarioError, duration_seconds
+from emulator.scenario.schema import ScenarioError
 from emulator.tenancy import open_tenant_id
 
 MakeEmu = Callable[..., Awaitable[Harness]]
@@ -847,8 +848,14 @@ async def test_api_faults_reach_any_route_but_the_control_plane(emu: Harness) ->
     error_of(await emu.client.get(MODELS), 500, "BACKEND_ERROR")
     error_of(await emu.client.get("/v1/files"), 500, "BACKEND_ERROR")
     assert (await emu.client.get("/_emulator/clock")).status_code == 200
-    # the results link carries no key: the global scenario (happy path) applies to it
+    # the results link carries no key, but it is the batch's owner's: the owner's scenario
+    # applies to it, and another tenant's does not
     async with emu.client_for(None) as anon:
+        error_of(await anon.get(url), 500, "BACKEND_ERROR")
+        await use_tenant_scenario(emu, "name: calm")
+        await use_tenant_scenario(
+            emu, api_fault('{route: "*"}', "{code: BACKEND_ERROR}"), tenant="tenant_other"
+        )
         assert (await anon.get(url)).status_code == 200
 
 

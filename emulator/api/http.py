@@ -73,6 +73,18 @@ class Stream(StreamingResponse):
             raise ClientDisconnect() from None
 
 
+class ConnectionDropped(ConnectionResetError):
+    """A scenario's transport fault dropped the connection (`emulator.api.transport`): `reset`
+    before any byte, or closed mid-answer. On a socket the connection is already gone
+    (`on_socket`) and the request context ends the exchange quietly; in process there is no
+    socket, and this goes on to the client as what it gets instead of an answer."""
+
+    def __init__(self, message: str, *, reset: bool, on_socket: bool = False) -> None:
+        super().__init__(message)
+        self.reset = reset
+        self.on_socket = on_socket
+
+
 def core_of(request: Request) -> Emulator:
     core: Emulator = request.app.state.core
     return core
@@ -275,6 +287,10 @@ class RequestContext:
 
         try:
             await self.app(scope, receive_tapped, send_with_id)
+        except ConnectionDropped as exc:  # journaled with the status sent, 0 if none was
+            status = status if started else 0
+            if not exc.on_socket:
+                raise
         except Exception as exc:  # the last line of defence: never a bare 500 with a trace
             log.exception("unhandled error on %s %s", scope["method"], scope["path"])
             if started:

@@ -368,7 +368,7 @@ def delete_file(client: Client, file_id: str) -> int:
 
 
 def _seconds(text: str) -> float:
-    from emulator.scenario.schema import duration_seconds
+    from emulator.scenario.checks import duration_seconds
 
     try:
         return duration_seconds(text)

@@ -1,4 +1,5 @@
-"""What scenarios do to API calls: injected faults and latency per rule, and rate limits.
+"""What scenarios do to API calls: injected faults, transport faults and latency per rule, and
+rate limits.
 
 The state here (rate-limit windows, each rule's call count) belongs to the emulator, so a reset
 clears it; the HTTP gate (`emulator.api.gate`) only asks `decide` and acts on the answer.
@@ -11,7 +12,7 @@ from collections import defaultdict, deque
 from dataclasses import dataclass, field
 
 from emulator.errors import EmulatorError, RateLimited
-from emulator.scenario.model import RateLimit, Scenario
+from emulator.scenario.model import RateLimit, Scenario, Transport
 from emulator.seeded import unit
 
 
@@ -52,12 +53,18 @@ def _headers(limit: RateLimit, remaining: int, reset: float) -> dict[str, str]:
 
 @dataclass
 class Effect:
-    """What a scenario does to one call: wait `latency` real seconds, then fail with `error` or
-    go on with the extra response `headers`."""
+    """What a scenario does to one call: wait `latency` real seconds, then fail with `error`,
+    break the wire with `transport`, or go on with the extra response `headers`."""
 
     latency: float = 0.0
     error: EmulatorError | None = None
+    transport: Transport | None = None
     headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ends(self) -> bool:
+        """Whether a rule has decided how the call ends (later rules only count it)."""
+        return self.error is not None or self.transport is not None
 
 
 class ApiEffects:
@@ -82,7 +89,9 @@ class ApiEffects:
     ) -> Effect:
         """Count this call against every rule that applies (a rule's N-th call is the N-th call
         to a route it covers, whatever other rules did with it); the first rule with an error
-        that fires ends the call, after the latency of every rule that fired before it.
+        or a transport fault that fires ends the call, after the latency of every rule that
+        fired before it. A transport fault acts on whatever answers the call, a rate limit's
+        429 too.
         `activation` numbers the setting that put the scenario in force, so counts start afresh
         when it is set again; draws use the scenario's own seed if it pins one."""
         seed = seed if scenario.seed is None else scenario.seed
@@ -93,13 +102,14 @@ class ApiEffects:
             key = (tenant, activation, n)
             self.calls[key] += 1
             call = self.calls[key]
-            if effect.error is not None:  # counted; the call has failed already
+            if effect.ends:  # counted; the call has failed already
                 continue
             if not rule.fires(call, unit(seed, "api", scenario.name, tenant, n, call)):
                 continue
             effect.latency += rule.latency or 0.0
             if rule.error is not None:
                 effect.error = rule.error.error()
+            effect.transport = rule.transport
         if effect.error is not None:
             return effect
         limit = scenario.rate_limit

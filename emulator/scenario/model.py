@@ -21,12 +21,10 @@ from typing import Any
 from emulator.endpoints import OAI_PREFIX
 from emulator.errors import EmulatorError, InputParseError, error_for_code
 from emulator.records import RequestRecord
+from emulator.scenario.checks import duration_seconds
 from emulator.scenario.plan import Plan
-from emulator.scenario.schema import (
-    duration_seconds,
-    known_error_status,
-    load_document,
-)
+from emulator.scenario.schema import known_error_status, load_document
+from emulator.scenario.transport_faults import TRANSPORT_FAULTS
 from emulator.seeded import unit
 
 # --- the parts of a scenario --------------------------------------------------------------------
@@ -125,6 +123,15 @@ class Canned:
 
 
 @dataclass(frozen=True)
+class Transport:
+    """A fault on the wire (`transport_faults.TRANSPORT_FAULTS`): its name and its parameters,
+    defaults filled in (durations in seconds; a truncation's `bytes` None: half the answer)."""
+
+    fault: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class ApiFault:
     route: str = "*"
     method: str | None = None
@@ -132,6 +139,7 @@ class ApiFault:
     after_calls: int | None = None
     probability: float | None = None
     error: Fault | None = None
+    transport: Transport | None = None
     latency: float = 0.0
 
     def applies(self, method: str, path: str) -> bool:
@@ -379,8 +387,19 @@ def _api_fault(raw: dict[str, Any]) -> ApiFault:
         after_calls=m.get("after_calls"),
         probability=m.get("probability"),
         error=_fault({}, raw["error"]) if "error" in raw else None,
+        transport=_transport(raw["transport"]) if "transport" in raw else None,
         latency=duration_seconds(raw.get("latency", 0)),
     )
+
+
+def _transport(raw: str | dict[str, Any]) -> Transport:
+    given = {"fault": raw} if isinstance(raw, str) else raw
+    fault = given["fault"]
+    params = {}
+    for name, param in TRANSPORT_FAULTS[fault].items():
+        value = given.get(name, param.default)
+        params[name] = None if value is None else param.read(value)
+    return Transport(fault, params)
 
 
 def _rate_limit(raw: dict[str, Any] | None) -> RateLimit | None:

@@ -8,20 +8,25 @@ only from documents that passed it.
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Callable
 from typing import Any
 
 import yaml
 
 from emulator.errors import ERROR_CODES, ConfigError
+from emulator.scenario.checks import (
+    boolean,
+    duration,
+    error_code,
+    http_status,
+    integer,
+    number,
+    one_of,
+    regex,
+    text,
+)
+from emulator.scenario.transport_faults import REQUIRED_PARAM, TRANSPORT, TRANSPORT_FAULTS
 from emulator.yamlfile import SAFE_LOADER, load_yaml
-
-Check = Callable[[yaml.Node], str | None]  # returns a problem, or None
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
 
 class ScenarioError(ConfigError):
@@ -32,114 +37,7 @@ class ScenarioError(ConfigError):
         self.problems = problems or [message]
 
 
-def duration_seconds(value: Any) -> float:
-    """`30`, `30s`, `250ms`, `5m`, `2h`, `1d` -> seconds."""
-    if isinstance(value, bool):
-        raise ValueError("not a duration")
-    if isinstance(value, int | float):
-        return float(value)
-    match = _DURATION.match(str(value))
-    if not match:
-        raise ValueError("not a duration")
-    return float(match.group(1)) * _UNITS[match.group(2)]
-
-
-# --- scalar checks -------------------------------------------------------------------------------
-
-_INT = "tag:yaml.org,2002:int"
-_FLOAT = "tag:yaml.org,2002:float"
-_STR = "tag:yaml.org,2002:str"
-_BOOL = "tag:yaml.org,2002:bool"
 _NULL = "tag:yaml.org,2002:null"
-
-
-_CONSTRUCTOR = yaml.constructor.SafeConstructor()
-
-
-def _scalar(node: yaml.Node, tags: tuple[str, ...]) -> bool:
-    return isinstance(node, yaml.ScalarNode) and node.tag in tags
-
-
-def _number(node: yaml.Node) -> float:
-    """An int or float scalar's value as YAML reads it (`0x10` is 16, `.nan` is NaN)."""
-    assert isinstance(node, yaml.ScalarNode)
-    if node.tag == _INT:
-        return float(_CONSTRUCTOR.construct_yaml_int(node))
-    value: float = _CONSTRUCTOR.construct_yaml_float(node)
-    return value
-
-
-def integer(minimum: int) -> Check:
-    def check(node: yaml.Node) -> str | None:
-        if not _scalar(node, (_INT,)) or _number(node) < minimum:
-            return f"must be an integer >= {minimum}"
-        return None
-
-    return check
-
-
-def number(minimum: float, maximum: float | None = None) -> Check:
-    def check(node: yaml.Node) -> str | None:
-        bounds = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
-        if not _scalar(node, (_INT, _FLOAT)):
-            return f"must be a number {bounds}"
-        value = _number(node)
-        if not math.isfinite(value) or value < minimum or (maximum is not None and value > maximum):
-            return f"must be a number {bounds}"
-        return None
-
-    return check
-
-
-def text(node: yaml.Node) -> str | None:
-    return None if _scalar(node, (_STR,)) and node.value != "" else "must be a non-empty string"
-
-
-def duration(node: yaml.Node) -> str | None:
-    if isinstance(node, yaml.ScalarNode) and node.tag in (_INT, _FLOAT, _STR):
-        try:
-            seconds = duration_seconds(node.value if node.tag == _STR else _number(node))
-        except ValueError:
-            pass
-        else:
-            if math.isfinite(seconds) and seconds >= 0:
-                return None
-    return "must be a duration: seconds, or a number with ms, s, m, h or d (e.g. 30s, 2h)"
-
-
-def regex(node: yaml.Node) -> str | None:
-    if text(node):
-        return "must be a regular expression"
-    try:
-        re.compile(node.value)
-    except re.error as exc:
-        return f"is not a valid regular expression: {exc}"
-    return None
-
-
-def error_code(node: yaml.Node) -> str | None:
-    if text(node) or not re.fullmatch(r"[A-Z][A-Z0-9_]*", node.value):
-        return "must be an error code in UPPER_SNAKE_CASE (e.g. BACKEND_ERROR)"
-    return None
-
-
-def http_status(node: yaml.Node) -> str | None:
-    if not _scalar(node, (_INT,)) or not 400 <= int(node.value) <= 599:
-        return "must be an HTTP error status from 400 to 599"
-    return None
-
-
-def one_of(*values: str) -> Check:
-    def check(node: yaml.Node) -> str | None:
-        if not isinstance(node, yaml.ScalarNode) or node.value not in values:
-            return f"must be one of {', '.join(values)}"
-        return None
-
-    return check
-
-
-def boolean(node: yaml.Node) -> str | None:
-    return None if _scalar(node, (_BOOL,)) else "must be true or false"
 
 
 # --- structure ----------------------------------------------------------------------------------
@@ -199,6 +97,19 @@ WEBHOOKS = {
     "fail_first": {**_CHANCE, "attempts": integer(1)},  # attempts that fail before sending
 }
 
+API_FAULT = {
+    "match": {
+        "route": text,
+        "method": one_of("GET", "POST", "PUT", "DELETE", "PATCH"),
+        "calls": either(integer(1), listed(integer(1), 1)),
+        "after_calls": integer(0),
+        "probability": number(0, 1),
+    },
+    "error": ERROR,
+    "transport": either(one_of(*TRANSPORT_FAULTS), TRANSPORT),
+    "latency": duration,
+}
+
 SCHEMA: dict[str, Spec] = {
     "name": text,
     "description": text,
@@ -218,19 +129,7 @@ SCHEMA: dict[str, Spec] = {
         "cancel_after": integer(0),
         "window": duration,
     },
-    "api_faults": listed(
-        {
-            "match": {
-                "route": text,
-                "method": one_of("GET", "POST", "PUT", "DELETE", "PATCH"),
-                "calls": either(integer(1), listed(integer(1), 1)),
-                "after_calls": integer(0),
-                "probability": number(0, 1),
-            },
-            "error": ERROR,
-            "latency": duration,
-        }
-    ),
+    "api_faults": listed(API_FAULT),
     "limits": {
         "max_requests_per_batch": integer(0),
         "max_input_bytes": integer(0),
@@ -275,6 +174,10 @@ class Checker:
                     self._distribution(path, node)
                 if spec is ERROR:
                     self._error(path, node)
+                if spec is TRANSPORT:
+                    self._transport(path, node)
+                if spec is API_FAULT:
+                    self._one_ending(path, node)
         elif isinstance(spec, tuple) and spec[0] == "list":
             if not isinstance(node, yaml.SequenceNode):
                 self.fail(path, node, "must be a list")
@@ -348,6 +251,41 @@ class Checker:
         for needed in takes:
             if needed not in given and needed not in OPTIONAL_PARAMS:
                 self.fail(path, node, f"the {name} distribution needs '{needed}'")
+
+    def _transport(self, path: str, node: yaml.Node) -> None:
+        """A transport fault takes exactly its own parameters, each checked as that fault
+        reads it (a dribble's `bytes` is at least 1, a truncation's may be 0)."""
+        given = {key.value: (key, value) for key, value in node.value}
+        if "fault" not in given:
+            self.fail(path, node, "missing required key 'fault'")
+            return
+        fault = given["fault"][1].value
+        if fault not in TRANSPORT_FAULTS:
+            return  # reported by the `fault` key's own check
+        takes = TRANSPORT_FAULTS[fault]
+        for key, (key_node, value_node) in given.items():
+            if key == "fault" or key not in TRANSPORT:
+                continue  # an unknown key is reported by the mapping's check
+            if key not in takes:
+                names = ", ".join(takes) or "nothing"
+                self.fail(
+                    f"{path}.{key}", key_node, f"is not a parameter of {fault} (it takes {names})"
+                )
+            elif problem := takes[key].check(value_node):
+                self.fail(f"{path}.{key}", value_node, problem)
+        for name, param in takes.items():
+            if param.default is REQUIRED_PARAM and name not in given:
+                self.fail(path, node, f"{fault} needs '{name}'")
+
+    def _one_ending(self, path: str, node: yaml.Node) -> None:
+        """An API fault ends a call one way: with an error, or with a transport fault."""
+        given = {key.value: key for key, _ in node.value}
+        if "error" in given and "transport" in given:
+            self.fail(
+                f"{path}.transport",
+                given["transport"],
+                "a rule gives 'error' or 'transport', not both",
+            )
 
     def _error(self, path: str, node: yaml.Node) -> None:
         """An error's code is one the emulator knows, unless the rule gives its own status (a
