@@ -55,6 +55,13 @@ def check_files(emu: Emulator, inputs: Inputs, ledger: Ledger) -> tuple[int, lis
     problems += [
         f"accepted file {i} ({n}) is lost" for i, n in ledger.files.items() if i not in ids
     ]
+    # a submit's own input (inline base64) is stored with its batch or not at all
+    inputs_of = {b["input_file_id"] for b in items(emu, "/v1/inference/batch")}
+    problems += [
+        f"file {f['id']} is a submit's input without its batch"
+        for f in files
+        if f["id"] not in ledger.files and f["id"] not in inputs_of
+    ]
     return len(files), problems
 
 

@@ -405,13 +405,13 @@ def restart_checks(
     return problems
 
 
-def plan(trials: int, seed: int) -> list[tuple[int, str]]:
+def plan(trials: int, seed: int, moments: tuple[str, ...] = MOMENTS) -> list[tuple[int, str]]:
     """(trial seed, moment) per trial: the moments in turn, shuffled by the seed, so that any
-    six trials in a row cover all of them."""
+    len(moments) trials in a row cover all of them."""
     rng = random.Random(seed)
     out = []
     while len(out) < trials:
-        order = list(MOMENTS)
+        order = list(moments)
         rng.shuffle(order)
         out += [(rng.randrange(1 << 31), m) for m in order]
     return out[:trials]
@@ -423,10 +423,11 @@ def run_trials(
     sizes: Sizes,
     workdir: Path,
     report: Callable[[TrialResult], None] = lambda r: None,
+    moments: tuple[str, ...] = MOMENTS,
 ) -> list[TrialResult]:
     inputs = Inputs(sizes)
     results = []
-    for n, (trial_seed, moment) in enumerate(plan(trials, seed), 1):
+    for n, (trial_seed, moment) in enumerate(plan(trials, seed, moments), 1):
         where = workdir / f"trial-{n:03d}"
         where.mkdir()
         try:
@@ -466,11 +467,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--lines", type=int, default=Sizes.lines, help="requests in the large batch"
     )
+    parser.add_argument(
+        "--moments", default=",".join(MOMENTS), help="comma-separated, of: " + ", ".join(MOMENTS)
+    )
     args = parser.parse_args(argv)
+    moments = tuple(args.moments.split(","))
+    if not set(moments) <= set(MOMENTS):
+        parser.error(f"--moments: each of {', '.join(MOMENTS)}")
     sizes = Sizes(lines=args.lines, upload_lines=args.lines)
     with tempfile.TemporaryDirectory(prefix="crash-trials-") as tmp:
         results = run_trials(
-            args.trials, args.seed, sizes, Path(tmp), lambda r: print(line(r), flush=True)
+            args.trials, args.seed, sizes, Path(tmp), lambda r: print(line(r), flush=True), moments
         )
     print()
     print(summary(results))
