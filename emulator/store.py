@@ -914,12 +914,14 @@ class Store:
 
     async def latest_instant(self) -> float | None:
         """The latest emulator instant anything stored was written at (None: nothing is): a
-        restarted clock never starts before it."""
+        restarted clock never starts before it. (A webhook's `disabled_at` is its
+        `updated_at`.)"""
         rows = await self._all(
             "SELECT MAX(t) FROM ("
             " SELECT MAX(MAX(created_at, COALESCE(started_at, 0), COALESCE(completed_at, 0),"
             "  COALESCE(cancelled_at, 0), COALESCE(failed_at, 0))) AS t FROM batches"
             " UNION ALL SELECT MAX(created_at) FROM files"
+            " UNION ALL SELECT MAX(MAX(created_at, updated_at)) FROM webhooks"
             " UNION ALL SELECT MAX(created_at) FROM webhook_events"
             " UNION ALL SELECT MAX(COALESCE(last_attempt_at, created_at)) FROM webhook_deliveries"
             " UNION ALL SELECT MAX(last_time) FROM journal_pages)"

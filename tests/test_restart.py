@@ -84,6 +84,21 @@ async def test_after_a_crash_the_clock_is_never_before_what_is_stored(
     assert now == "2026-01-01T01:00:00.000Z"
 
 
+async def test_after_a_crash_no_webhook_was_made_after_the_clock(
+    make_emu: MakeEmu, tmp_path: Path
+) -> None:
+    """A webhook registered (or updated) at an instant the crash kept from being saved still
+    holds the clock back: its timestamps are never in the restarted clock's future."""
+    db = str(tmp_path / "e.db")
+    h = await make_emu(db=db)
+    await h.advance(7200)  # moved in process, not through the control plane: not saved yet
+    body = {"url": "http://127.0.0.1:9/hook", "secret": "whsec_" + "0" * 32}
+    hook = ok(await h.client.post("/v1/webhooks", json=body))
+    h = await crash(make_emu, h, db)
+    assert ok(await h.client.get("/_emulator/clock"))["now"] == "2026-01-01T02:00:00.000Z"
+    assert hook["created_at"] == "2026-01-01T02:00:00.000Z"
+
+
 async def test_scenarios_set_through_the_control_plane_survive(
     make_emu: MakeEmu, tmp_path: Path
 ) -> None:
