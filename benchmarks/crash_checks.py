@@ -14,7 +14,7 @@ import orjson
 from benchmarks.loopback import Emulator, Received
 
 if TYPE_CHECKING:
-    from benchmarks.crash_trials import Inputs, Ledger
+    from benchmarks.crash_moments import Inputs, Ledger
 
 FINAL = ("completed", "cancelled", "failed")
 TIMESTAMPS = ("created_at", "started_at", "completed_at", "cancelled_at", "failed_at")

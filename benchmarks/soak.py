@@ -22,7 +22,8 @@ locked" and tracebacks in the server's log, the server's RSS sampled every secon
 quarter of the run, last, max), and p50/p99 of the status GETs and of the live chats. The exit
 status is 1 when there is any error, lock or traceback, when a check after the run fails, or when
 the RSS at the end is more than 15% over the RSS at a quarter of the run (by then the journal's
-10,000 entries and the live memo are full: what grows after that would be a leak).
+10,000 entries are full; after that only bounded memories fill, such as the live path's set of
+bodies seen once).
 `tests/test_soak.py` runs it for a few seconds.
 """
 
@@ -63,7 +64,7 @@ LOCKED = "database is locked"
 #: the second tenant's small batches: their size and how far apart they are submitted
 SMALL_LINES = 20
 SMALL_EVERY = 2.0
-#: RSS may grow this much from a quarter of the run (the journal and memos full) to its end
+#: RSS may grow this much from a quarter of the run (the journal full) to its end
 RSS_GROWTH = 1.15
 
 
