@@ -184,9 +184,13 @@ def moment_submit(emu: Emulator, inputs: Inputs, ledger: Ledger, rng: random.Ran
     return f"submit: killed {delay * 1000:.0f} ms into a {took * 1000:.0f} ms submit"
 
 
-def _slow_batch(emu: Emulator, inputs: Inputs, ledger: Ledger) -> dict[str, Any]:
-    """The large batch, run at 5 requests per emulator second: it moves only with the clock."""
-    emu.ok("PUT", f"/_emulator/tenants/{KEY}/scenario", json={"yaml": SLOW})
+def _slow_batch(
+    emu: Emulator, inputs: Inputs, ledger: Ledger, late: bool = False
+) -> dict[str, Any]:
+    """The large batch, run at 5 requests per emulator second: it moves only with the clock
+    (`late`: it starts an hour after it is submitted)."""
+    yaml = SLOW + ("  start_delay: 1h\n" if late else "")
+    emu.ok("PUT", f"/_emulator/tenants/{KEY}/scenario", json={"yaml": yaml})
     file_id = upload(emu, inputs, "large", ledger)
     return submit(emu, ledger, "large", {"input_file_url": f"scaigrid://file/{file_id}"})
 
@@ -263,17 +267,21 @@ def moment_webhook_retry(emu: Emulator, inputs: Inputs, ledger: Ledger, rng: ran
 
 
 def moment_cancel(emu: Emulator, inputs: Inputs, ledger: Ledger, rng: random.Random) -> str:
-    """A cancel of a batch part-way through (5 requests per emulator second)."""
-    batch = _slow_batch(emu, inputs, ledger)
-    ledger.saw(emu.advance(rng.uniform(1.0, 0.8 * inputs.counts["large"] / 5)))
-    delay = rng.uniform(0.0, 0.1)
+    """A cancel of the large batch part-way through or, one time in three, while it is still
+    pending (that cancel reads the whole input before it closes every request)."""
+    pending = rng.random() < 1 / 3
+    batch = _slow_batch(emu, inputs, ledger, late=pending)
+    if not pending:
+        ledger.saw(emu.advance(rng.uniform(1.0, 0.8 * inputs.counts["large"] / 5)))
+    delay = rng.uniform(0.0, 0.4 if pending else 0.1)  # about as long as each takes here
     thread, out = in_thread(lambda: emu.client.post(f"/v1/inference/batch/{batch['id']}/cancel"))
     kill_after(emu, delay)
     thread.join(timeout=60)
+    state = "pending" if pending else "processing"
     if answered(out) is not None:
         ledger.cancelled.add(batch["id"])
-        return f"cancel: answered within {delay * 1000:.0f} ms, then killed"
-    return f"cancel: killed {delay * 1000:.0f} ms after it was sent"
+        return f"cancel ({state}): answered within {delay * 1000:.0f} ms, then killed"
+    return f"cancel ({state}): killed {delay * 1000:.0f} ms after it was sent"
 
 
 Moment = Callable[[Emulator, Inputs, Ledger, random.Random], str]
