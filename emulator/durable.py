@@ -6,7 +6,7 @@ transaction each, on a timer (every `interval` real seconds), whenever the contr
 the clock, and at shutdown. A `kill -9` can lose what the last interval recorded: up to
 `interval` seconds of journal entries, and in `scaled` mode that much clock progress. It cannot
 make the clock go back before anything stored: at start the clock resumes no earlier than the
-latest instant a batch, file, event, delivery or journal entry was written at.
+latest instant a batch, file, webhook, event, delivery or journal entry was written at.
 """
 
 from __future__ import annotations

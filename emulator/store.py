@@ -354,11 +354,15 @@ class Store:
 
     async def insert_file(self, f: FileRecord) -> None:
         async with self._write() as db:
-            await db.execute(
-                f"INSERT INTO files ({_FILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (f.seq, f.id, f.tenant_id, f.filename, f.purpose, f.bytes, f.line_count,
-                 f.sha256, f.created_at),
-            )  # fmt: skip
+            await self._insert_file(db, f)
+
+    @staticmethod
+    async def _insert_file(db: aiosqlite.Connection, f: FileRecord) -> None:
+        await db.execute(
+            f"INSERT INTO files ({_FILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (f.seq, f.id, f.tenant_id, f.filename, f.purpose, f.bytes, f.line_count,
+             f.sha256, f.created_at),
+        )  # fmt: skip
 
     async def delete_orphan_chunks(self) -> None:
         """Drop chunks no file owns: what a crash in the middle of an upload leaves behind."""
@@ -410,9 +414,13 @@ class Store:
 
     # --- batches -------------------------------------------------------------------------------
 
-    async def insert_batch(self, b: BatchRecord) -> None:
+    async def insert_batch(self, b: BatchRecord, input_file: FileRecord | None = None) -> None:
+        """Store a new batch, and with it, in the same transaction, the input file made for it
+        (inline or fetched): a crash cannot leave the one without the other."""
         row = _batch_row(b)
         async with self._write() as db:
+            if input_file is not None:
+                await self._insert_file(db, input_file)
             await db.execute(
                 f"INSERT INTO batches ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
                 tuple(row.values()),
@@ -906,12 +914,14 @@ class Store:
 
     async def latest_instant(self) -> float | None:
         """The latest emulator instant anything stored was written at (None: nothing is): a
-        restarted clock never starts before it."""
+        restarted clock never starts before it. (A webhook's `disabled_at` is its
+        `updated_at`.)"""
         rows = await self._all(
             "SELECT MAX(t) FROM ("
             " SELECT MAX(MAX(created_at, COALESCE(started_at, 0), COALESCE(completed_at, 0),"
             "  COALESCE(cancelled_at, 0), COALESCE(failed_at, 0))) AS t FROM batches"
             " UNION ALL SELECT MAX(created_at) FROM files"
+            " UNION ALL SELECT MAX(MAX(created_at, updated_at)) FROM webhooks"
             " UNION ALL SELECT MAX(created_at) FROM webhook_events"
             " UNION ALL SELECT MAX(COALESCE(last_attempt_at, created_at)) FROM webhook_deliveries"
             " UNION ALL SELECT MAX(last_time) FROM journal_pages)"

@@ -84,6 +84,21 @@ async def test_after_a_crash_the_clock_is_never_before_what_is_stored(
     assert now == "2026-01-01T01:00:00.000Z"
 
 
+async def test_after_a_crash_no_webhook_was_made_after_the_clock(
+    make_emu: MakeEmu, tmp_path: Path
+) -> None:
+    """A webhook registered (or updated) at an instant the crash kept from being saved still
+    holds the clock back: its timestamps are never in the restarted clock's future."""
+    db = str(tmp_path / "e.db")
+    h = await make_emu(db=db)
+    await h.advance(7200)  # moved in process, not through the control plane: not saved yet
+    body = {"url": "http://127.0.0.1:9/hook", "secret": "whsec_" + "0" * 32}
+    hook = ok(await h.client.post("/v1/webhooks", json=body))
+    h = await crash(make_emu, h, db)
+    assert ok(await h.client.get("/_emulator/clock"))["now"] == "2026-01-01T02:00:00.000Z"
+    assert hook["created_at"] == "2026-01-01T02:00:00.000Z"
+
+
 async def test_scenarios_set_through_the_control_plane_survive(
     make_emu: MakeEmu, tmp_path: Path
 ) -> None:
@@ -273,3 +288,38 @@ async def test_a_new_database_has_large_pages_and_an_old_one_keeps_its_own(
     assert (await h.core.store._all("PRAGMA page_size"))[0][0] == 4096
     upload = await h.client.post("/v1/files", files={"file": ("a.jsonl", b"{}\n")})
     assert upload.status_code == 200, upload.text
+
+
+class Killed(BaseException):
+    """The process dies here: nothing after it runs."""
+
+
+async def test_a_crash_before_a_submit_is_stored_leaves_no_input_file(
+    make_emu: MakeEmu, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A submit's inline input is stored with its batch, in one transaction: a crash just
+    before leaves neither (the file used to be committed on its own, and a restart listed an
+    input whose batch was never made)."""
+    db = str(tmp_path / "e.db")
+    h = await make_emu(db=db)
+
+    async def die(*args: Any) -> None:
+        raise Killed
+
+    async def no_cleanup(*args: Any) -> None:  # a dead process cleans nothing up
+        pass
+
+    monkeypatch.setattr(h.core.store, "insert_batch", die)
+    monkeypatch.setattr(h.core.files, "discard", no_cleanup)
+    with pytest.raises(Killed):
+        await h.core.batches.create_batch(TENANT, {"input_file_base64": b64([chat_line("a")])})
+    monkeypatch.undo()
+    h = await crash(make_emu, h, db)
+    assert ok(await h.client.get("/v1/files", headers=AUTH))["items"] == []
+    assert await h.core.store._all("SELECT file_seq FROM file_chunks") == []
+    batch = ok(await h.client.post("/v1/inference/batch", headers=AUTH,
+                                   json={"input_file_base64": b64([chat_line("b")])}))  # fmt: skip
+    assert (
+        ok(await h.client.get("/v1/files", headers=AUTH))["items"][0]["id"]
+        == (batch["input_file_id"])
+    )

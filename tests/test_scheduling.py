@@ -302,3 +302,48 @@ def test_latency_samples_are_non_negative_and_centred(distribution: str) -> None
     mean = sum(samples) / len(samples)
     expected = {"uniform": 5.0, "lognormal": 4.0 * 1.377, "exponential": 4.0, "normal": 5.0}
     assert mean == pytest.approx(expected[distribution], rel=0.1)
+
+
+async def test_a_batch_that_keeps_coming_due_does_not_hold_up_the_others() -> None:
+    """On a moving clock (real or scaled) a pass runs what is due when it starts, batch by
+    batch. Were "now" read again at every chunk, a batch whose requests come due faster than a
+    chunk is stored would keep the pass until its last request, and every other batch (here a
+    three-line one on the happy path) would wait for all of it."""
+    from emulator.batch.service import Batches
+    from emulator.batch.worker import Worker
+    from emulator.clock import Clock
+    from emulator.inference.catalogue import load_catalogue
+    from emulator.inference.engine import Engine
+    from emulator.store import Store
+
+    wall = [ts("2026-01-01T00:00:00Z")]
+
+    def moving() -> float:  # every reading of the clock is 50 ms after the one before
+        wall[0] += 0.05
+        return wall[0]
+
+    store = Store(":memory:")
+    await store.open()
+    try:
+        clock = Clock("real", wall=moving)
+        worker = Worker(store, clock, Engine(0, load_catalogue()))
+        batches = Batches(store, clock, worker)
+        await batches.files.start()
+        await batches.start()
+        scenarios = batches.scenarios
+        scenarios.set_tenant(TENANT, scenarios.from_yaml("name: fast\n" + processing("1ms")))
+        busy = await batches.create_batch(TENANT, {"input_file_base64": b64(
+            [chat_line(f"r{i}") for i in range(3000)])})  # fmt: skip
+        small = await batches.create_batch("other", {"input_file_base64": b64(
+            [chat_line(f"s{i}") for i in range(3)])})  # fmt: skip
+        await worker.run_due()  # one pass
+        done = await store.get_batch_by_seq(small.seq)
+        assert done is not None and done.status == "completed"
+        part = await store.get_batch_by_seq(busy.seq)  # the rest is for the passes after
+        assert part is not None and part.status == "processing" and part.completed_count < 3000
+        while await store.active_batches():
+            await worker.run_due()
+        finished = await store.get_batch_by_seq(busy.seq)
+        assert finished is not None and finished.completed_count == 3000
+    finally:
+        await store.close()

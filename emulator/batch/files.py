@@ -132,7 +132,16 @@ class Files:
     async def add_file(
         self, tenant_id: str, filename: str, purpose: str, content: Content
     ) -> FileRecord:
-        record = FileRecord(
+        record = await self.new_record(tenant_id, filename, purpose, content)
+        await self.store.insert_file(record)
+        return record
+
+    async def new_record(
+        self, tenant_id: str, filename: str, purpose: str, content: Content
+    ) -> FileRecord:
+        """The record of a file of `content`, with its id, not stored yet (a submit stores its
+        input's with the batch)."""
+        return FileRecord(
             seq=content.seq,
             id=await self.ids.mint("file-", "file", tenant_id),
             tenant_id=tenant_id,
@@ -143,8 +152,6 @@ class Files:
             sha256=content.sha256,
             created_at=self.clock.now(),
         )
-        await self.store.insert_file(record)
-        return record
 
     async def get_file(self, tenant_id: str, file_id: str) -> FileRecord:
         found = await self.store.get_file(tenant_id, file_id)

@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from emulator import wire
-from emulator.batch.files import Files
+from emulator.batch.files import Content, Files
 from emulator.batch.sources import SourceConfig, Sources, scheme_of
 from emulator.batch.worker import Worker
 from emulator.clock import Clock
@@ -189,19 +189,41 @@ class Batches:
                 f"Concurrent batch limit reached: {active} of {limits['max_active_batches']} "
                 "batches are pending or processing."
             )
-        source, input_file = await self._input(tenant_id, body, limits["max_input_bytes"])
-        if input_file.line_count > limits["max_requests_per_batch"]:
-            if source is None or scheme_of(source) != "scaigrid":
-                await self.files.delete_file(tenant_id, input_file.id)  # made for this submit
-            raise QuotaExceeded(
-                f"Input has {input_file.line_count} requests; the per-batch limit is "
-                f"{limits['max_requests_per_batch']}."
-            )
+        source, input_file, made = await self._input(tenant_id, body, limits["max_input_bytes"])
+        try:
+            if input_file.line_count > limits["max_requests_per_batch"]:
+                raise QuotaExceeded(
+                    f"Input has {input_file.line_count} requests; the per-batch limit is "
+                    f"{limits['max_requests_per_batch']}."
+                )
+            batch = await self._accept(tenant_id, scenario, source, input_file, window,
+                                       metadata, base_url, endpoint)  # fmt: skip
+            # an input made for this submit is stored with the batch, in one transaction
+            await self.store.insert_batch(batch, input_file if made is not None else None)
+        except BaseException:
+            if made is not None:
+                await self.files.discard(made)
+            raise
+        self.worker.kick()
+        return batch
+
+    async def _accept(
+        self,
+        tenant_id: str,
+        scenario: Scenario,
+        source: str | None,
+        input_file: FileRecord,
+        window: str,
+        metadata: dict[str, str],
+        base_url: str | None,
+        endpoint: str | None,
+    ) -> BatchRecord:
+        """The new batch's record, `pending`, with its id and plan."""
         now = self.clock.now()
         seq = next(self._seq)
         batch_id = await self.ids.mint("batch_", "batch", tenant_id)
         plan = self.scenarios.plan(scenario, batch_id)
-        batch = BatchRecord(
+        return BatchRecord(
             seq=seq,
             id=batch_id,
             tenant_id=tenant_id,
@@ -223,9 +245,6 @@ class Batches:
                 **({"endpoint": endpoint} if endpoint is not None else {}),
             },
         )
-        await self.store.insert_batch(batch)
-        self.worker.kick()
-        return batch
 
     def _scenario(self, tenant_id: str, ref: str | None) -> Scenario:
         """The scenario in force: the named one (the submit's header), else the tenant's. A
@@ -250,14 +269,13 @@ class Batches:
 
     async def _input(
         self, tenant_id: str, body: dict[str, Any], max_bytes: int
-    ) -> tuple[str | None, FileRecord]:
-        """The stored input file, and the URL it came from (None for inline base64)."""
+    ) -> tuple[str | None, FileRecord, Content | None]:
+        """The input file, the URL it came from (None for inline base64), and, for an input
+        made for this submit, its content: stored, while its record is not yet."""
         files = self.files
         if body.get("input_file_base64") is not None:
             data = decode_base64(body["input_file_base64"])
-            return None, await files.create_file(
-                tenant_id, "input.jsonl", "batch", _one(data), max_bytes
-            )
+            return None, *await self._made(tenant_id, "input.jsonl", _one(data), max_bytes)
         url: str = body["input_file_url"]
         if scheme_of(url) == "scaigrid":
             file_id = url.removeprefix("scaigrid://file/")
@@ -268,11 +286,19 @@ class Batches:
             found = await files.get_file(tenant_id, file_id)
             if found.bytes > max_bytes:
                 raise QuotaExceeded(f"Input file is over the {max_bytes}-byte limit.")
-            return url, found
+            return url, found, None
         name = posixpath.basename(urlsplit(url).path) or "input.jsonl"
-        return url, await files.create_file(
-            tenant_id, name, "batch", self.sources.read(url), max_bytes
-        )
+        return url, *await self._made(tenant_id, name, self.sources.read(url), max_bytes)
+
+    async def _made(
+        self, tenant_id: str, name: str, chunks: AsyncIterator[bytes], max_bytes: int
+    ) -> tuple[FileRecord, Content]:
+        content = await self.files.store_content(chunks, max_bytes)
+        try:
+            return await self.files.new_record(tenant_id, name, "batch", content), content
+        except BaseException:
+            await self.files.discard(content)
+            raise
 
     # --- read ----------------------------------------------------------------------------------
 

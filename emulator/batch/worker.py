@@ -135,11 +135,17 @@ class Worker:
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
     async def run_due(self) -> float | None:
-        """Process everything due on the emulator clock now; return when next something is due."""
+        """Process everything due on the emulator clock now; return when next something is due.
+
+        "Now" is read once, when the pass starts: on a moving clock a batch whose requests come
+        due faster than a chunk is stored would otherwise keep the pass to itself until its last
+        request, and every other batch would wait for it. What comes due during the pass is the
+        next pass's, which starts at once (its due instant is already past)."""
         async with self._pass:
+            now = self.clock.now()
             next_due: float | None = None
             for batch in await self.store.active_batches():
-                due = await self._advance(batch)
+                due = await self._advance(batch, now)
                 if due is not None:
                     next_due = due if next_due is None else min(next_due, due)
             return next_due
@@ -163,7 +169,7 @@ class Worker:
             self._progress[fresh.seq] = prog
         return prog
 
-    async def _advance(self, stored: BatchRecord) -> float | None:
+    async def _advance(self, stored: BatchRecord, now: float) -> float | None:
         try:
             async with self.lock:
                 found = await self._progress_of(stored)
@@ -172,7 +178,7 @@ class Worker:
                 prog, b = found, found.batch
                 if b.status == BatchStatus.PENDING:
                     start = min(b.created_at + prog.plan.start_delay, b.expires_at)
-                    if self.clock.now() < start:
+                    if now < start:
                         return start
                     await self._begin(prog, start)
             while True:
@@ -183,7 +189,7 @@ class Worker:
                     if is_final(prog.batch.status):
                         self._progress.pop(prog.batch.seq, None)
                         return None
-                    more, due = await self._step(prog)
+                    more, due = await self._step(prog, now)
                 if not more:
                     return due
                 await asyncio.sleep(0)  # let live requests in between chunks
@@ -228,11 +234,11 @@ class Worker:
             await self.store.insert_requests(b.seq, rows)
         return parser
 
-    async def _step(self, prog: Progress) -> tuple[bool, float | None]:
-        """One chunk of due requests: (True, None) if more may be due now, else (False, next)."""
+    async def _step(self, prog: Progress, now: float) -> tuple[bool, float | None]:
+        """One chunk of requests due by `now`: (True, None) if more may be due, else (False,
+        when next)."""
         b = prog.batch
         assert b.started_at is not None
-        now = self.clock.now()
         cancel_at: float | None = b.extra.get("cancel_at")  # a cancel that takes time
         cutoff = min(now, b.expires_at, now if cancel_at is None else cancel_at)
         budget = self._budget(prog)
