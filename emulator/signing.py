@@ -33,8 +33,11 @@ class Signer:
 
     def verify(self, path: str, expires: str | None, signature: str | None, now: float) -> None:
         """Raise `ResultsUrlInvalid` for a tampered link and `ResultsUrlExpired` for a stale one."""
-        # isascii: str.isdigit() also accepts digits such as "²", which int() refuses.
+        # isascii: str.isdigit() also accepts digits such as "²", which int() refuses; and
+        # compare_digest refuses (TypeError) a str with any non-ASCII character in it.
         if not expires or not (expires.isascii() and expires.isdigit()) or not signature:
+            raise ResultsUrlInvalid()
+        if not signature.isascii():
             raise ResultsUrlInvalid()
         if not hmac.compare_digest(self.signature(path, int(expires)), signature):
             raise ResultsUrlInvalid()

@@ -154,7 +154,9 @@ class _Query:
 def _at_least(low: float, kind: Callable[[str], float]) -> Callable[[str], Any]:
     def parse(text: str) -> Any:
         value = kind(text)
-        if not value >= low:  # also refuses nan
+        # also refuses nan, and inf (which no JSON answer can carry back); and an integer past
+        # 64 bits, which neither SQLite nor the answer's JSON can hold
+        if not low <= value <= wire.MAX_SEQ:
             raise ValueError(text)
         return value
 
