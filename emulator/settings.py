@@ -48,6 +48,12 @@ def _port(value: str) -> int:
     return out
 
 
+def _secret(value: str) -> str:
+    if not value:
+        raise ValueError("must not be empty")
+    return value
+
+
 def _log_level(value: str) -> str:
     if value.lower() not in ("debug", "info", "warning", "error", "critical"):
         raise ValueError("must be debug, info, warning, error or critical")
@@ -68,6 +74,10 @@ def _setting(
     return dataclasses.field(
         default=default, metadata={"parse": parse, "help": help, "metavar": metavar}
     )
+
+
+#: settings never shown back (the state dump writes them as `***`)
+SECRET_SETTINGS = frozenset({"admin_token", "signing_secret"})
 
 
 @dataclass(frozen=True)
@@ -98,6 +108,10 @@ class Settings:
     admin_token: str | None = _setting(
         None, str, "token the control plane (/_emulator) requires", "TOKEN"
     )
+    signing_secret: str | None = _setting(
+        None, _secret, "secret results and image links are signed with (default: from the seed)",
+        "SECRET",
+    )  # fmt: skip
     public_url: str | None = _setting(
         None, str, "base URL of links minted outside a request", "URL"
     )
