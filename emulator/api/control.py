@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from emulator import control, wire, wire_control
-from emulator.api.http import JSON, core_of, json_body
+from emulator.api.http import JSON, core_of, json_body, parse_object, read_body
 from emulator.api.openapi import openapi_document
 from emulator.clock import parse_instant
 from emulator.errors import AdminTokenRequired, ValidationError
@@ -36,7 +36,8 @@ def admin(request: Request) -> None:
 
 
 async def _body(request: Request) -> dict[str, object]:
-    return await json_body(request) if await request.body() else {}
+    raw = await read_body(request)
+    return parse_object(raw) if raw else {}
 
 
 def _tenant(request: Request) -> str:
