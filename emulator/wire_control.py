@@ -206,9 +206,15 @@ def control_query(route: str, params: Sequence[str]) -> None:
         raise _invalid_keys(f"/_emulator/{route} query", problems)
 
 
+#: the most problems one answer names (a body of 100,000 unknown keys is answered in a few lines)
+MAX_PROBLEMS = 20
+
+
 def _invalid_keys(where: str, problems: list[dict[str, Any]]) -> ValidationError:
-    listed = "; ".join(f"'{p['field']}' {p['message']}" for p in problems)
-    return ValidationError(f"Invalid {where}: {listed}.", details=problems)
+    named = problems[:MAX_PROBLEMS]
+    listed = "; ".join(f"'{p['field']}' {p['message']}" for p in named)
+    more = f" (and {len(problems) - len(named)} more)" if len(problems) > len(named) else ""
+    return ValidationError(f"Invalid {where}: {listed}{more}.", details=named)
 
 
 # --- control-plane answers -----------------------------------------------------------------------
