@@ -77,16 +77,9 @@ class Upload:
 
     def _header_field(self, data: bytes, start: int, end: int) -> None:
         self._name += data[start:end]
-        self._bounded(self._name)
 
     def _header_value(self, data: bytes, start: int, end: int) -> None:
         self._value += data[start:end]
-        self._bounded(self._value)
-
-    def _bounded(self, header: bytes) -> None:
-        """A part's header is held whole, so it has the text fields' bound."""
-        if len(header) > MAX_FIELD_BYTES:
-            raise _refused(f"a part's header is over {MAX_FIELD_BYTES} bytes")
 
     def _header_end(self) -> None:
         if self._name.lower() == b"content-disposition":
