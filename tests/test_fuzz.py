@@ -1,7 +1,9 @@
-"""API fuzzing: schemathesis generates requests for every operation of the emulator's own
-`/openapi.json` (native, OpenAI-compatible and control routes), valid ones and ones that break the
-document's rules, and each answer must be no server error, a status the document lists for the
-operation, and a body its schema accepts. Then one regression test for each fault it found.
+"""API fuzzing: schemathesis makes requests for every operation of the emulator's own
+`/openapi.json` (native, OpenAI-compatible and control routes): its coverage cases (each
+parameter's and body field's boundaries, wrong types, missing and extra parts, as its `run`
+command's coverage phase does) and random ones (hypothesis), valid and invalid. Each answer must be
+no server error, a status the document lists for the operation, and a body its schema accepts.
+Then one regression test for each fault it found.
 
 The requests go over a real socket to uvicorn, with an API key and the admin token, so they reach
 past authentication. `FUZZ_EXAMPLES` (cases per operation and mode) runs it longer.
@@ -32,13 +34,13 @@ from emulator.pytest_plugin import EmulatorServer
 from emulator.settings import Settings
 
 ADMIN = "fuzz-admin"
-#: cases per operation: valid ones, and ones that break the document (fewer: many operations
-#: have little to break). 66 operations make well over 1,000 cases.
+#: random cases per operation: valid ones, and ones that break the document (fewer: many
+#: operations have little to break); the coverage cases come on top (about 2,300 in all)
 EXAMPLES = {
-    GenerationMode.POSITIVE: int(os.environ.get("FUZZ_EXAMPLES", "14")),
-    GenerationMode.NEGATIVE: int(os.environ.get("FUZZ_EXAMPLES", "6")),
+    GenerationMode.POSITIVE: int(os.environ.get("FUZZ_EXAMPLES", "8")),
+    GenerationMode.NEGATIVE: int(os.environ.get("FUZZ_EXAMPLES", "4")),
 }
-LEAST_CASES = 1000
+LEAST_CASES = 2500
 CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance]
 SINK = "POST /_emulator/sink/{name}"
 
@@ -83,7 +85,7 @@ def _fuzz(op: Any, mode: GenerationMode, base_url: str, session: requests.Sessio
                 return
             # a timeout is a hang: no answer in 10 s fails the case
             case.call_and_validate(base_url=base_url, session=session, timeout=10, checks=CHECKS)
-        except Exception as exc:  # noqa: BLE001  (every failure is collected and reported)
+        except (Exception, BaseExceptionGroup) as exc:  # every failure collected and reported
             failures.append(f"{op.label} [{mode.value}]: {str(exc)[:2000]}")
 
     try:
@@ -91,6 +93,25 @@ def _fuzz(op: Any, mode: GenerationMode, base_url: str, session: requests.Sessio
     except Unsatisfiable:  # nothing in this operation can be made invalid
         pass
     return len(ran), failures
+
+
+def _cover(schema: Any, op: Any, base_url: str, session: requests.Session) -> tuple:
+    """Run one operation's coverage cases: (cases run, failures as text)."""
+    ran, failures = 0, []
+    config = schema.config.generation_for(operation=op)
+    for case in schema.iter_coverage_cases(op, generation_modes=list(EXAMPLES),
+                                           generation_config=config):  # fmt: skip
+        ran += 1
+        asked = _asked_failure(op.label, case)
+        try:
+            if asked is not None:
+                resp = case.call(base_url=base_url, session=session, timeout=10)
+                assert resp.status_code in (asked, 422), resp.status_code
+                continue
+            case.call_and_validate(base_url=base_url, session=session, timeout=10, checks=CHECKS)
+        except (Exception, BaseExceptionGroup) as exc:
+            failures.append(f"{op.label} [coverage]: {str(exc)[:2000]}")
+    return ran, failures
 
 
 @pytest.mark.slow
@@ -102,6 +123,9 @@ def test_generated_requests_get_documented_answers(server: EmulatorServer) -> No
     session.headers.update({"Authorization": f"Bearer {KEY}", "X-Emulator-Admin-Token": ADMIN})
     total, failures = 0, []
     for op in operations:
+        ran, found = _cover(schema, op, server.base_url, session)
+        total += ran
+        failures += found
         for mode in EXAMPLES:
             ran, found = _fuzz(op, mode, server.base_url, session)
             total += ran
@@ -174,3 +198,35 @@ async def test_a_sink_cannot_be_asked_for_an_informational_status(emu: Harness) 
     assert assert_error(resp, 422, "VALIDATION_ERROR")["details"][0]["field"] == "status"
     resp = await emu.client.post("/_emulator/sink/s", params={"status": "200"}, content=b"{}")
     assert resp.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/v1/inference/batch", {"input_file_base64": "", "endpoint_completion_window": {}},
+         "endpoint_completion_window"),
+        ("/oai/v1/batches", {"input_file_id": "file-x", "endpoint": "/v1/chat/completions",
+                             "completion_window": ["24h"]}, "completion_window"),
+        ("/oai/v1/batches", {"input_file_id": "file-x", "endpoint": ["/v1/chat/completions"],
+                             "completion_window": "24h"}, "endpoint"),
+        ("/v1/webhooks", {"url": "https://hooks.test/h", "events": [{}], "secret": "s" * 32},
+         "events[0]"),
+    ],
+)  # fmt: skip
+async def test_a_list_or_object_where_a_name_goes_is_refused(
+    emu: Harness, path: str, body: dict[str, Any], field: str
+) -> None:
+    """Looked up in a table of names, a list or an object raised TypeError (unhashable): a 500."""
+    resp = await emu.client.post(path, json=body)
+    if path.startswith("/oai/"):
+        assert resp.status_code == 400 and resp.json()["error"]["param"] == field, resp.text
+    else:
+        assert assert_error(resp, 422, "VALIDATION_ERROR")["details"][0]["field"] == field
+
+
+@pytest.mark.parametrize("url", ["https://\u00cf", "https://hooks.test/a b", "https://h.test/\x01"])
+async def test_a_webhook_url_with_characters_no_url_has_is_refused(emu: Harness, url: str) -> None:
+    """It was stored and shown back, though no URI holds such characters."""
+    body = {"url": url, "events": ["batch.completed"], "secret": "s" * 32}
+    resp = await emu.client.post("/v1/webhooks", json=body)
+    assert assert_error(resp, 422, "VALIDATION_ERROR")["details"][0]["field"] == "url"
