@@ -310,6 +310,19 @@ async def test_keys_and_secrets_never_appear_in_answers_the_log_or_the_journal(
     assert len(answers) > 20 and "sgk_" in journal  # the journal shows keys masked, not hidden
 
 
+async def test_a_fault_on_a_path_that_names_a_key_logs_it_masked(
+    emu: Harness, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: Any) -> str:
+        raise RuntimeError("a fault")
+
+    monkeypatch.setattr("emulator.control.tenant_path", broken)
+    resp = await emu.client.get(f"/_emulator/tenants/{KEY}/batches/b/lines")
+    assert_error(resp, 500, "INTERNAL_ERROR")
+    [record] = [r for r in caplog.records if r.name == "emulator"]
+    assert KEY not in record.getMessage() and "sgk_\u2026" + KEY[-4:] in record.getMessage()
+
+
 # --- the signing secret ---------------------------------------------------------------------------
 
 

@@ -24,7 +24,7 @@ from emulator.errors import (
     RouteNotFound,
     ValidationError,
 )
-from emulator.journal import Exchange
+from emulator.journal import Exchange, redact_path
 from emulator.metrics import UNMATCHED
 from emulator.tenancy import Principal
 
@@ -301,7 +301,8 @@ class RequestContext:
         try:
             await self.app(scope, receive_tapped, send_with_id)
         except Exception as exc:  # the last line of defence: never a bare 500 with a trace
-            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            # (a path may name a tenant by its key: masked as the journal shows it)
+            log.exception("unhandled error on %s %s", scope["method"], redact_path(scope["path"]))
             if started:
                 raise
             status = 500
