@@ -10,6 +10,7 @@ from emulator.clock import parse_instant
 from emulator.core import GLOBAL_SCENARIO, Emulator
 from emulator.errors import ClockInUse, ValidationError
 from emulator.scenario.model import Scenario
+from emulator.settings import SECRET_SETTINGS
 
 
 def _field_error(field: str, message: str) -> ValidationError:
@@ -234,9 +235,8 @@ async def state(core: Emulator, tenant_id: str | None, base_url: str) -> dict[st
 
 
 def _current_settings(core: Emulator) -> dict[str, Any]:
-    hidden = {"admin_token"}
     return {
-        name: (None if value is None else "***" if name in hidden else str(value))
+        name: (None if value is None else "***" if name in SECRET_SETTINGS else str(value))
         for name, value in vars(core.settings).items()
     }
 

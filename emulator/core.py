@@ -61,7 +61,7 @@ class Emulator:
         self.tenancy = load_tenancy(settings.tenants)
         self.store = Store(settings.db)
         self.ids = Ids(settings.seed, self.store)
-        self.signer = Signer(settings.seed)
+        self.signer = Signer(settings.seed, settings.signing_secret)
         self.journal = Journal(self.clock.now, budget=settings.journal_bytes)
         self.metrics = Metrics()
         self.durable = Durable(self.store, self.clock, self.journal)

@@ -55,6 +55,12 @@ def redact(data: bytes) -> bytes:
     return data
 
 
+def redact_path(path: str) -> str:
+    """A path as shown and saved: a key in it (`/_emulator/tenants/sgk_.../scenario` names a
+    tenant by its key) masked like any other."""
+    return redact(path.encode()).decode() if "sgk_" in path else path
+
+
 def redact_authorization(value: bytes) -> str:
     """An `Authorization` value as shown: an `sgk_` key masked, any other credential hidden."""
     scheme, _, credential = value.partition(b" ")
@@ -274,7 +280,11 @@ class Journal:
 
     def take_unsaved(self) -> list[tuple[Any, ...]]:
         """The summaries recorded since the last call, for the store (bodies are not saved)."""
-        out = [entry[:7] for entry in self._unsaved]
+        # saved as shown: a key in a path or a query never reaches the store in clear
+        out = [
+            (t, m, redact_path(p), redact(q), s, ten, rid)
+            for t, m, p, q, s, ten, rid, _seq in self._unsaved
+        ]
         self._unsaved.clear()
         self._saved_tenants.update(entry[5] for entry in out)
         return out
@@ -334,7 +344,7 @@ class Journal:
     def _dict(entry: tuple[Any, ...]) -> dict[str, Any]:
         t, m, p, q, s, ten, rid, kept = entry
         query = redact(q).decode("utf-8", "replace")
-        summary = dict(zip(_FIELDS, (iso(t), m, p, query, s, ten, rid), strict=True))
+        summary = dict(zip(_FIELDS, (iso(t), m, redact_path(p), query, s, ten, rid), strict=True))
         return {**summary, **(kept.view() if kept is not None else _NOT_HELD)}
 
     def __len__(self) -> int:

@@ -48,6 +48,12 @@ def _port(value: str) -> int:
     return out
 
 
+def _secret(value: str) -> str:
+    if not value:
+        raise ValueError("must not be empty")
+    return value
+
+
 def _log_level(value: str) -> str:
     if value.lower() not in ("debug", "info", "warning", "error", "critical"):
         raise ValueError("must be debug, info, warning, error or critical")
@@ -98,6 +104,10 @@ def _setting(
     )
 
 
+#: settings never shown back (the state dump writes them as `***`)
+SECRET_SETTINGS = frozenset({"admin_token", "signing_secret"})
+
+
 @dataclass(frozen=True)
 class Settings:
     """The emulator's settings, declared once: each field is a row of the settings table
@@ -126,6 +136,10 @@ class Settings:
     admin_token: str | None = _setting(
         None, str, "token the control plane (/_emulator) requires", "TOKEN"
     )
+    signing_secret: str | None = _setting(
+        None, _secret, "secret results and image links are signed with (default: from the seed)",
+        "SECRET",
+    )  # fmt: skip
     public_url: str | None = _setting(
         None, str, "base URL of links minted outside a request", "URL"
     )

@@ -27,7 +27,7 @@ from emulator.schema import (
     string,
 )
 from emulator.verdict import CHECKS
-from emulator.wire import COMPONENTS, LINE_STATUSES, MAX_LIMIT, MAX_LINES
+from emulator.wire import COMPONENTS, LINE_STATUSES, MAX_LIMIT, MAX_LINES, MAX_SEQ
 
 # --- control-plane bodies ------------------------------------------------------------------------
 # Every body a control route takes, as a table: its keys, each key's JSON type, and which keys
@@ -127,16 +127,16 @@ CONTROL_QUERIES: dict[str, tuple[Param, ...]] = {
         _TENANT_ID,
         Param("since", string(format="date-time"), _SINCE_UNTIL),
         Param("until", string(format="date-time"), _SINCE_UNTIL),
-        Param("limit", integer(1), "an integer >= 1"),
+        Param("limit", integer(1, MAX_SEQ), "an integer >= 1 (below 2^63)"),
     ),
     "verdict": (
         _TENANT_ID,
-        Param("min_poll_interval", number(0), "a number of seconds >= 0"),
-        Param("rate_limit", integer(1), "an integer >= 1"),
+        Param("min_poll_interval", number(0, MAX_SEQ), "a number of seconds >= 0 (below 2^63)"),
+        Param("rate_limit", integer(1, MAX_SEQ), "an integer >= 1 (below 2^63)"),
     ),
     "state": (_TENANT_ID,),
     "tenants/{tenant}/batches/{batch_id}/lines": (
-        Param("offset", integer(0), "an integer >= 0"),
+        Param("offset", integer(0, MAX_SEQ), "an integer >= 0 (below 2^63)"),
         Param("limit", integer(1, MAX_LINES), f"an integer from 1 to {MAX_LINES}"),
         Param("status", enum(LINE_STATUSES), f"one of {', '.join(LINE_STATUSES)}"),
     ),
@@ -206,9 +206,15 @@ def control_query(route: str, params: Sequence[str]) -> None:
         raise _invalid_keys(f"/_emulator/{route} query", problems)
 
 
+#: the most problems one answer names (a body of 100,000 unknown keys is answered in a few lines)
+MAX_PROBLEMS = 20
+
+
 def _invalid_keys(where: str, problems: list[dict[str, Any]]) -> ValidationError:
-    listed = "; ".join(f"'{p['field']}' {p['message']}" for p in problems)
-    return ValidationError(f"Invalid {where}: {listed}.", details=problems)
+    named = problems[:MAX_PROBLEMS]
+    listed = "; ".join(f"'{p['field']}' {p['message']}" for p in named)
+    more = f" (and {len(problems) - len(named)} more)" if len(problems) > len(named) else ""
+    return ValidationError(f"Invalid {where}: {listed}{more}.", details=named)
 
 
 # --- control-plane answers -----------------------------------------------------------------------

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import hypothesis
 import orjson
 import pytest
 from s3_fixtures import aws_creds, moto_server, no_aws_env  # noqa: F401  (shared fixtures)
@@ -20,6 +21,11 @@ from emulator.api.app import create_app
 from emulator.core import Emulator
 from emulator.pytest_plugin import EmulatorServer
 from emulator.settings import Settings
+
+# Property tests draw the same cases on every run (a failure reproduces as it is), keep no example
+# database in the tree, and have no deadline: the machine running them may be busy.
+hypothesis.settings.register_profile("emulator", derandomize=True, database=None, deadline=None)
+hypothesis.settings.load_profile("emulator")
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 KEY = "sgk_test_" + "a" * 32

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from emulator import control, wire, wire_control
-from emulator.api.http import JSON, core_of, json_body
+from emulator.api.http import JSON, core_of, json_body, parse_object, read_body
 from emulator.api.openapi import openapi_document
 from emulator.clock import parse_instant
 from emulator.errors import AdminTokenRequired, ValidationError
@@ -36,7 +36,8 @@ def admin(request: Request) -> None:
 
 
 async def _body(request: Request) -> dict[str, object]:
-    return await json_body(request) if await request.body() else {}
+    raw = await read_body(request)
+    return parse_object(raw) if raw else {}
 
 
 def _tenant(request: Request) -> str:
@@ -154,7 +155,9 @@ class _Query:
 def _at_least(low: float, kind: Callable[[str], float]) -> Callable[[str], Any]:
     def parse(text: str) -> Any:
         value = kind(text)
-        if not value >= low:  # also refuses nan
+        # also refuses nan, and inf (which no JSON answer can carry back); and an integer past
+        # 64 bits, which neither SQLite nor the answer's JSON can hold
+        if not low <= value <= wire.MAX_SEQ:
             raise ValueError(text)
         return value
 

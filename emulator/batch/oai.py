@@ -63,10 +63,10 @@ def check_create(body: dict[str, Any]) -> tuple[str, str, str, dict[str, str]]:
     if not isinstance(file_id, str) or not file_id:
         raise _invalid("input_file_id", "must be the id of an uploaded file")
     endpoint = body.get("endpoint")
-    if endpoint not in OPENAI_PATHS:
+    if not isinstance(endpoint, str) or endpoint not in OPENAI_PATHS:
         raise _invalid("endpoint", f"must be one of {', '.join(OPENAI_PATHS)}")
     window = body.get("completion_window")
-    if window not in WINDOWS:
+    if not isinstance(window, str) or window not in WINDOWS:  # (a list or dict: unhashable)
         raise _invalid("completion_window", f"must be one of {', '.join(WINDOWS)}")
     return file_id, endpoint, window, check_metadata(body.get("metadata"))
 

@@ -18,6 +18,9 @@ from emulator.errors import InputParseError
 from emulator.records import RequestRow
 
 MAX_PROBLEMS = 100
+#: the longest input line read (a request with a large image or document is a few MiB); a longer
+#: one fails the batch with its line number, and is skipped as it arrives instead of held
+MAX_LINE_BYTES = 8 * 1024 * 1024
 ROWS_PER_CHUNK = 2000
 
 
@@ -52,6 +55,9 @@ class InputParser:
         rows come (the batch will fail), but the rest is still read for its problems."""
         rows: list[RequestRow] = []
         async for number, raw in lines_of(chunks):
+            if raw is None:
+                self._problem(number, f"line is over {MAX_LINE_BYTES} bytes")
+                continue
             if not raw.strip():
                 continue
             row = self.feed(number, raw)
@@ -68,12 +74,15 @@ class InputParser:
         """The row for input line `number`, or None (and a problem noted) if it is bad."""
         found = self._check(raw)
         if isinstance(found, str):
-            if len(self.problems) < MAX_PROBLEMS:
-                self.problems.append({"line": number, "message": found})
+            self._problem(number, found)
             return None
         custom_id, url = found
         self.count += 1
         return (self.count - 1, number, custom_id, url, raw)
+
+    def _problem(self, number: int, message: str) -> None:
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append({"line": number, "message": message})
 
     def _check(self, raw: bytes) -> tuple[str, str] | str:
         """(custom_id, the native route) of a good line, or what is wrong with it."""
@@ -105,15 +114,38 @@ class InputParser:
         return custom_id, route
 
 
-async def lines_of(chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[int, bytes]]:
-    """(1-based line number, line) for every line of a chunked byte stream."""
-    carry = b""
+async def lines_of(
+    chunks: AsyncIterator[bytes], limit: int = MAX_LINE_BYTES
+) -> AsyncIterator[tuple[int, bytes | None]]:
+    """(1-based line number, line) for every line of a chunked byte stream; a line over `limit`
+    bytes is None, and what is past the limit is skipped as it arrives, never held."""
+    carry: list[bytes] = []  # the start of a line a chunk ended in (a list: no quadratic joins)
+    carried = 0
+    skipping = False  # inside a line already over the limit
     number = 0
     async for chunk in chunks:
-        parts = (carry + chunk).split(b"\n")
-        carry = parts.pop()
-        for part in parts:
+        parts = chunk.split(b"\n")
+        tail = parts.pop()
+        if parts:
             number += 1
-            yield number, part
-    if carry:
-        yield number + 1, carry
+            first = parts[0]
+            if skipping:
+                yield number, None
+            elif carried + len(first) > limit:
+                yield number, None
+            else:
+                yield number, b"".join((*carry, first)) if carry else first
+            carry, carried, skipping = [], 0, False
+            for part in parts[1:]:
+                number += 1
+                yield number, part if len(part) <= limit else None
+        if not skipping and tail:
+            if carried + len(tail) > limit:
+                carry, carried, skipping = [], 0, True
+            else:
+                carry.append(tail)
+                carried += len(tail)
+    if skipping:
+        yield number + 1, None
+    elif carried:
+        yield number + 1, b"".join(carry)

@@ -70,7 +70,7 @@ def check_submission(body: dict[str, Any]) -> tuple[str, dict[str, str]]:
         if body.get(name) is not None and not isinstance(body[name], str):
             raise _invalid(name, "must be a string")
     window = body.get("endpoint_completion_window", DEFAULT_WINDOW)
-    if window not in WINDOWS:
+    if not isinstance(window, str) or window not in WINDOWS:  # (a list or dict: unhashable)
         raise _invalid("endpoint_completion_window", f"must be one of {', '.join(WINDOWS)}")
     return window, check_metadata(body.get("metadata"))
 

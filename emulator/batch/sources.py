@@ -248,9 +248,13 @@ def _scaidrive_path(url: str, root: Path) -> Path:
         raise _invalid(f"invalid scaidrive path {relative!r}: {exc}") from exc
     if not target.is_relative_to(real_root):
         raise _invalid(f"path escapes the scaidrive root: {relative!r}")
-    if not target.exists():
+    try:
+        exists, regular = target.exists(), target.is_file()
+    except OSError as exc:  # exists() raises on a name too long for the file system
+        raise _invalid(f"invalid scaidrive path {relative!r}: {exc.strerror}") from exc
+    if not exists:
         raise _invalid(f"no such file in scaidrive: {relative!r}")
-    if not target.is_file():
+    if not regular:
         raise _invalid(f"not a regular file in scaidrive: {relative!r}")
     return target
 

@@ -47,7 +47,7 @@ import orjson
 
 from emulator import seeded
 from emulator.endpoints import CHAT, EMBED, ENDPOINTS, GENERATE, IMAGES
-from emulator.errors import RouteNotFound
+from emulator.errors import RouteNotFound, ValidationError
 from emulator.inference.catalogue import Catalogue
 from emulator.inference.checks import check_request
 from emulator.inference.embeddings import Embedder, float32_base64
@@ -89,7 +89,14 @@ def canonical(body: dict[str, Any]) -> bytes:
     try:
         return orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
     except orjson.JSONEncodeError:  # integers beyond 64 bits: the standard library copes
+        pass
+    try:
         return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    except RecursionError:  # nested deeper than orjson writes (254) and Python's stack allows
+        raise ValidationError(
+            "Request body is nested too deeply.",
+            details=[{"field": "body", "message": "objects and arrays nested too deeply"}],
+        ) from None
 
 
 def _dumps(value: Any) -> str:

@@ -8,6 +8,7 @@ never shown.
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,10 +35,17 @@ def _invalid(field: str, message: str) -> ValidationError:
     )
 
 
+#: what RFC 3986 lets a URI hold (its reserved and unreserved characters, and %-escapes): no
+#: spaces, controls or non-ASCII letters, which a sender would have to guess how to encode
+_URI_CHARACTERS = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")
+
+
 def check_url(value: Any) -> str:
     """http(s) with a host. `http://` is allowed: receivers under test are usually local."""
     if not isinstance(value, str) or len(value) > MAX_URL:
         raise _invalid("url", f"must be a string of at most {MAX_URL} characters")
+    if not _URI_CHARACTERS.fullmatch(value):
+        raise _invalid("url", "has characters a URL cannot (an international host: its xn-- form)")
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 - raises ValueError on a port that is not a number
@@ -52,7 +60,7 @@ def check_events(value: Any) -> list[str]:
     if not isinstance(value, list) or not value:
         raise _invalid("events", "must be a non-empty list of event types")
     for i, name in enumerate(value):
-        if name not in EVENT_TYPES:
+        if not isinstance(name, str) or name not in EVENT_TYPES:  # (unhashable: a TypeError)
             raise ValidationError(
                 f"Unknown event type {name!r}.",
                 details=[

@@ -13,7 +13,8 @@ from emulator.errors import ValidationError
 from emulator.schema import Param, integer
 
 #: what a post may ask of its answer: a status, for the first `count` posts that ask the same
-STATUS = Param("status", integer(100, 599), "the status to answer with")
+# (not 1xx: an informational status is not an answer, and a client waits on for the real one)
+STATUS = Param("status", integer(200, 599), "the status to answer with")
 COUNT = Param("count", integer(0, 1_000_000), "answer `status` to this many posts (default all)")
 QUERY = (STATUS, COUNT)
 
