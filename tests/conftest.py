@@ -15,6 +15,7 @@ import hypothesis
 import orjson
 import pytest
 from s3_fixtures import aws_creds, moto_server, no_aws_env  # noqa: F401  (shared fixtures)
+from standin_upstream import standin  # noqa: F401  (a shared fixture)
 
 from emulator import control
 from emulator.api.app import create_app

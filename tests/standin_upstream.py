@@ -18,10 +18,12 @@ counting how many are parked at once.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+import pytest
 
 
 @dataclass
@@ -33,6 +35,7 @@ class Seen:
 
 @dataclass
 class StandIn:
+    url: str = ""  # set by `start`
     seen: list[Seen] = field(default_factory=list)
     parked: int = 0
     most_parked: int = 0
@@ -44,7 +47,8 @@ class StandIn:
     async def start(self) -> str:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
         port = self._server.sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}/v1"
+        self.url = f"http://127.0.0.1:{port}/v1"
+        return self.url
 
     async def close(self) -> None:
         self._closed.set()
@@ -154,3 +158,12 @@ def _http(status: int, body: Any, extra: bytes = b"") -> bytes:
         f"Content-Length: {len(content)}\r\nConnection: close\r\n"
     ).encode()
     return head + extra + b"\r\n" + content
+
+
+@pytest.fixture
+async def standin() -> AsyncIterator[StandIn]:
+    """A stand-in upstream on loopback, closed after the test."""
+    server = StandIn()
+    await server.start()
+    yield server
+    await server.close()

@@ -5,7 +5,7 @@ emulator's; every upstream failure is that request's error, with a clear code.""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 
@@ -33,18 +33,10 @@ TIMEOUT = 0.3
 Make = Callable[..., Awaitable[Harness]]
 
 
-@pytest.fixture
-async def standin() -> AsyncIterator[StandIn]:
-    server = StandIn()
-    server.url = await server.start()  # type: ignore[attr-defined]
-    yield server
-    await server.close()
-
-
 async def fronted(make_emu: Make, standin: StandIn, **settings: Any) -> Harness:
     """An emulator whose upstream is the stand-in."""
     return await make_emu(
-        upstream=standin.url,  # type: ignore[attr-defined]
+        upstream=standin.url,
         upstream_key=UPSTREAM_KEY,
         upstream_timeout=TIMEOUT,
         upstream_model_map=(("*", "small-local-model"),),

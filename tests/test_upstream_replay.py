@@ -6,7 +6,7 @@ named after their normalised request, with no key in them."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +26,6 @@ UPSTREAM_KEY = "upstream-secret-key"
 MAP = (("*", "small-local-model"),)
 
 Make = Callable[..., Awaitable[Harness]]
-
-
-@pytest.fixture
-async def standin() -> AsyncIterator[StandIn]:
-    server = StandIn()
-    server.url = await server.start()  # type: ignore[attr-defined]
-    yield server
-    await server.close()
 
 
 def chat(content: str) -> dict[str, Any]:
@@ -68,7 +60,7 @@ async def test_a_recorded_run_replays_byte_identically_without_the_upstream(
 ) -> None:
     tape = tmp_path / "tape"
     recording = await make_emu(
-        upstream=standin.url,  # type: ignore[attr-defined]
+        upstream=standin.url,
         upstream_key=UPSTREAM_KEY,
         upstream_model_map=MAP,
         record=tape,
@@ -118,7 +110,7 @@ async def test_a_miss_is_an_error_a_fake_answer_or_a_call_recorded(
 
     tape = tmp_path / "tape"
     through = await make_emu(
-        upstream=standin.url,  # type: ignore[attr-defined]
+        upstream=standin.url,
         replay=tape, record=tape, replay_miss="upstream", upstream_key=UPSTREAM_KEY,
     )  # fmt: skip
     tape.mkdir(exist_ok=True)
@@ -133,7 +125,7 @@ async def test_a_recording_edited_out_of_shape_is_a_clear_miss(
     make_emu: Make, standin: StandIn, tmp_path: Path
 ) -> None:
     tape = tmp_path / "tape"
-    recording = await make_emu(upstream=standin.url, record=tape)  # type: ignore[attr-defined]
+    recording = await make_emu(upstream=standin.url, record=tape)
     assert (await recording.client.post(CHAT, json=chat("hi"))).status_code == 200
     [path] = tape.iterdir()
     path.write_text(path.read_text(encoding="utf-8")[:-20], encoding="utf-8")  # cut short

@@ -16,10 +16,16 @@ import logging
 from typing import TYPE_CHECKING
 
 import orjson
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from emulator import wire
-from emulator.api.http import authorization, parse_object, receive_body, render_error
+from emulator.api.http import (
+    authorization,
+    parse_object,
+    receive_body,
+    render_error,
+    replayed,
+)
 from emulator.api.inference import PERMISSION
 from emulator.endpoints import ENDPOINTS
 from emulator.errors import EmulatorError, InternalError
@@ -107,16 +113,7 @@ class FastInference:
         """Hand the request to the general path with the id it already has and the body it
         already read (the general path journals it)."""
         scope.setdefault("state", {})["request_id"] = request_id
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": raw, "more_body": False}
-
-        await self.general(scope, replay, send)
+        await self.general(scope, replayed(raw, receive), send)
 
 
 async def _render(

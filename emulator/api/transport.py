@@ -25,7 +25,7 @@ from typing import Any
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from emulator.api.http import ConnectionDropped, receive_body
+from emulator.api.http import ConnectionDropped, receive_body, replayed
 from emulator.scenario.model import Transport
 
 #: the scope extension that holds the connection's asyncio transport (absent in process)
@@ -75,21 +75,7 @@ async def _hang(
     except ClientDisconnect:
         return
     await asyncio.sleep(fault.params["for"])
-    await answer(scope, _replay(body, receive), send)
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """`receive` with the body already read given again first, as one message."""
-    replayed = False
-
-    async def replay() -> Message:
-        nonlocal replayed
-        if replayed:
-            return await receive()
-        replayed = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return replay
+    await answer(scope, replayed(body, receive), send)
 
 
 async def _truncate(
