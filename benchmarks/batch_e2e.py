@@ -566,6 +566,14 @@ def summarize(args: argparse.Namespace, data: dict[str, Any]) -> list[dict[str, 
         spread = max(per.values()) / min(per.values())
         name = f"per-request cost {'/'.join(f'{n:,}' for n in per)} lines, max/min"
         targets.append(target(name, spread, "x", f"<= {BAR_LINEAR:g}x", spread <= BAR_LINEAR))
+        # The server's CPU per request at each size: whether its own work grows with the batch,
+        # apart from the per-batch waits (round trips, polling, a fresh server's first batch).
+        runs = data["linear_runs"]
+        cpu = {n: median([r["server_cpu_seconds"] / n for r in runs[str(n)]]) for n in per}
+        cpu_spread = max(cpu.values()) / min(cpu.values())
+        shown = "/".join(f"{c * 1e6:.0f}" for c in cpu.values())
+        name = f"(info) server CPU per request, {shown} us, max/min"
+        targets.append(target(name, cpu_spread, "x", "-", None))
     starts = data["start_rounds"]
     if starts:
         e, b = med(starts, "emulator_seconds"), med(starts, "bare_seconds")

@@ -815,3 +815,36 @@ def test_the_word_list_read_from_fakers_source_is_the_one_faker_imports() -> Non
     assert from_source is not None
     assert from_source == fakestrings._words_from_faker()
     assert fakestrings.words() == from_source
+
+
+def test_the_shipped_corpus_is_the_drawn_one() -> None:
+    """Seed 0's sentences ship drawn (a first answer need not draw them); they apply to the
+    Faker installed and are exactly what drawing them gives. If this fails after a change to
+    `corpus.build` or to Faker's words, write the file again:
+    `python -m emulator.inference.corpus`."""
+    from emulator.inference import corpus
+
+    shipped = corpus.read_shipped()
+    assert shipped is not None, "the shipped corpus does not apply to the Faker installed"
+    assert shipped == corpus.build(corpus.SHIPPED_SEED)
+    assert corpus.corpus(corpus.SHIPPED_SEED) == shipped
+    assert corpus.corpus(1) == corpus.build(1) != shipped
+
+
+def test_a_shipped_corpus_for_other_words_is_not_used(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Drawn from words other than the installed ones (another Faker), or damaged, the shipped
+    file is passed over and the corpus drawn: answers never depend on which was used."""
+    from emulator.inference import corpus
+
+    other = tmp_path / "lorem.py"
+    other.write_text("word_list = ('a', 'b')\n")
+    monkeypatch.setattr(corpus, "lorem_source", lambda: other)
+    assert corpus.read_shipped() is None
+    assert corpus.corpus(0) == corpus.build(0)
+    monkeypatch.undo()
+    damaged = tmp_path / "corpus-0.txt.gz"
+    damaged.write_bytes(corpus.SHIPPED.read_bytes()[:1000])
+    monkeypatch.setattr(corpus, "SHIPPED", damaged)
+    assert corpus.read_shipped() is None

@@ -45,13 +45,12 @@ from typing import Any, Protocol
 
 import orjson
 
-from emulator import seeded
 from emulator.endpoints import CHAT, EMBED, ENDPOINTS, GENERATE, IMAGES
 from emulator.errors import RouteNotFound, ValidationError
 from emulator.inference.catalogue import Catalogue
 from emulator.inference.checks import check_request
+from emulator.inference.corpus import corpus
 from emulator.inference.embeddings import Embedder, float32_base64
-from emulator.inference.fakestrings import words
 from emulator.inference.images import image_name, png_for, size_for
 from emulator.inference.jsonfake import fake_value
 from emulator.records import Model
@@ -63,7 +62,6 @@ _IMAGE_PART_TOKENS = 85
 _MESSAGE_TOKENS = 4
 _REPLY_TOKENS = 3
 _ANSWER_TOKENS = (12, 80)  # natural answer length, before max_tokens
-_CORPUS_SENTENCES = 2048
 _STREAM_WORDS = 3  # words per streamed content delta
 _VOLATILE = ("stream", "stream_options")  # transport options, not part of the request's identity
 _CUTS = frozenset({"max_tokens", "max_completion_tokens", "stop"})  # options that only cut text
@@ -154,22 +152,6 @@ def _stream_pieces(text: str) -> Iterator[str]:
         yield "".join(words[i : i + _STREAM_WORDS])
 
 
-def _build_corpus(seed: int) -> list[str]:
-    """Sentences of Faker's English words that answers are assembled from (made once per seed)."""
-    rng = seeded.rng("scaigrid-emulator", "corpus", seed)
-    vocabulary = words()
-    out = []
-    for _ in range(_CORPUS_SENTENCES):
-        picked = rng.choices(vocabulary, k=rng.randint(6, 14))
-        if len(picked) >= 10:  # longer sentences read better with a pause
-            picked[len(picked) // 2 - 1] += ","
-        sentence = " ".join(picked)
-        while len(sentence) < 24:  # a floor, so 31 picks always fill the longest answer
-            sentence += " " + rng.choice(vocabulary)
-        out.append(sentence[0].upper() + sentence[1:] + ".")
-    return out
-
-
 class Links(Protocol):
     """Mints the URL an image is served at (`emulator.inference.images.ImageLinks`), from the
     image's name (`emulator.inference.images.image_name`: its digest and size)."""
@@ -212,8 +194,8 @@ class Engine:
     def _make_text(self) -> tuple[list[str], tuple[int, ...]]:
         """The corpus answers are assembled from, and each sentence's length plus the space
         that joins it to the next (summed in `_answer`); made on first use, not at start."""
-        corpus = _build_corpus(self.seed)
-        self._text = corpus, tuple(len(s) + 1 for s in corpus)
+        sentences = corpus(self.seed)
+        self._text = sentences, tuple(len(s) + 1 for s in sentences)
         return self._text
 
     # ---- public API ----

@@ -43,12 +43,19 @@ def _words_from_faker() -> tuple[str, ...]:
 _WORD_LIST = re.compile(r"^    word_list = (\(\n.*?\n    \))\n", re.MULTILINE | re.DOTALL)
 
 
-def _words_from_source() -> tuple[str, ...] | None:
-    """The provider's `word_list` tuple literal, or None if the source is not laid out so."""
-    spec = importlib.util.find_spec("faker")  # finds the package without running it
+def lorem_source() -> Path | None:
+    """The source file of Faker's `en_US` lorem provider, found without running Faker."""
+    spec = importlib.util.find_spec("faker")
     if spec is None or not spec.submodule_search_locations:
         return None
-    path = Path(spec.submodule_search_locations[0], "providers", "lorem", "en_US", "__init__.py")
+    return Path(spec.submodule_search_locations[0], "providers", "lorem", "en_US", "__init__.py")
+
+
+def _words_from_source() -> tuple[str, ...] | None:
+    """The provider's `word_list` tuple literal, or None if the source is not laid out so."""
+    path = lorem_source()
+    if path is None:
+        return None
     try:
         match = _WORD_LIST.search(path.read_text(encoding="utf-8"))
         found = ast.literal_eval(match.group(1)) if match else None
