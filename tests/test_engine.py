@@ -16,7 +16,8 @@ from jsonschema import Draft202012Validator
 from emulator.endpoints import CHAT, EMBED, GENERATE, IMAGES
 from emulator.errors import ModelNotFound, RouteNotFound, ValidationError
 from emulator.inference.catalogue import Catalogue, load_catalogue
-from emulator.inference.engine import Engine, canonical, estimate_tokens
+from emulator.inference.engine import Engine, canonical
+from emulator.inference.tokens import estimate_tokens
 
 GPT = "openai/gpt-4o"
 SMALL = "openai/text-embedding-3-small"

@@ -19,8 +19,9 @@ from conftest import Harness, assert_error
 from emulator.endpoints import IMAGES
 from emulator.errors import ValidationError
 from emulator.inference.catalogue import Catalogue, load_catalogue
-from emulator.inference.engine import Engine, estimate_tokens
+from emulator.inference.engine import Engine
 from emulator.inference.images import STANDARD_SIZES, image_name, png_for, png_named
+from emulator.inference.tokens import estimate_tokens
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 DALL_E_2, DALL_E_3, SD_XL = "openai/dall-e-2", "openai/dall-e-3", "stability/sd-xl"

@@ -7,15 +7,7 @@ Determinism: a response is a pure function of (engine seed, model slug, `canonic
 `created` timestamp passed in. Everything random is drawn from sha256 of those three, so the same
 request twice serialises to the same bytes, and `stream` / `stream_options` do not change the text.
 
-Token counts are estimates, documented and honest rather than a real tokenizer's:
-
-* `estimate_tokens(text)` is ceil(len(text) / 4) characters-per-token, 0 for "".
-* Chat prompt tokens: 3 + sum over messages of (4 + tokens of the content), where string content
-  counts `estimate_tokens`, each text part of a list counts `estimate_tokens` of its text, each
-  image part counts 85, and null content counts 0.
-* Completion tokens: `estimate_tokens` of each choice's content; for a tool call, of its function
-  name plus its arguments string. Summed over the `n` choices.
-* Generate, embed and images count `estimate_tokens` of the prompt (of each input, for embed).
+Token counts are the estimates `emulator.inference.tokens` documents.
 
 Embeddings depend on the input text alone (with the seed and model), not on the rest of the body,
 so equal texts get equal vectors in any request (see `emulator.inference.embeddings`).
@@ -29,8 +21,9 @@ json_schema) is never cut, so it always parses: finish_reason "stop", completion
 estimate as usual. `canned` text (scenario responses) replaces generated content, tool calls and
 JSON formats, and is cut like generated text.
 
-Request validation lives in `checks`, embedding maths in `embeddings` and the PNGs behind generated
-images in `images` (all in this package); `png_for` is re-exported here.
+Request validation lives in `checks`, token counts and cuts in `tokens`, the choice tuple and tool
+calls in `choices`, streamed chunks in `streaming`, embedding maths in `embeddings` and the PNGs
+behind generated images in `images` (all in this package); `png_for` is re-exported here.
 """
 
 from __future__ import annotations
@@ -39,30 +32,34 @@ import base64
 import hashlib
 import json
 import random
-import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import orjson
 
 from emulator.endpoints import CHAT, EMBED, ENDPOINTS, GENERATE, IMAGES
 from emulator.errors import RouteNotFound, ValidationError
+from emulator.inference import streaming
 from emulator.inference.catalogue import Catalogue
 from emulator.inference.checks import check_request
+from emulator.inference.choices import Choice, dumps, message, tool_choice, tool_to_call
 from emulator.inference.corpus import corpus
 from emulator.inference.embeddings import Embedder, float32_base64
 from emulator.inference.images import image_name, png_for, size_for
 from emulator.inference.jsonfake import fake_value
+from emulator.inference.tokens import (
+    choice_tokens,
+    cut_at_stop,
+    cut_to,
+    estimate_tokens,
+    prompt_tokens,
+    token_usage,
+)
 from emulator.records import Model
 
-__all__ = ["Engine", "canonical", "estimate_tokens", "png_for", "prompt_tokens"]
+__all__ = ["Engine", "canonical", "png_for"]
 
-_IMAGE_PARTS = frozenset({"image_url", "image", "input_image"})
-_IMAGE_PART_TOKENS = 85
-_MESSAGE_TOKENS = 4
-_REPLY_TOKENS = 3
 _ANSWER_TOKENS = (12, 80)  # natural answer length, before max_tokens
-_STREAM_WORDS = 3  # words per streamed content delta
 _VOLATILE = ("stream", "stream_options")  # transport options, not part of the request's identity
 _CUTS = frozenset({"max_tokens", "max_completion_tokens", "stop"})  # options that only cut text
 _JSON_FORMATS = ("json_object", "json_schema")
@@ -70,12 +67,6 @@ _JSON_FORMATS = ("json_object", "json_schema")
 _ID_PREFIXES = {CHAT: "chatcmpl-", GENERATE: "cmpl-"}
 _INDEX_BYTES = tuple(bytes((i,)) for i in range(256))  # bytes((i,)) without building a tuple
 _REVISES_PROMPT = frozenset({"openai/dall-e-3"})  # models that answer with a revised_prompt
-_PIECE_RE = re.compile(r"(?<=\s)(?=\S)")
-
-
-def estimate_tokens(text: str) -> int:
-    """The emulator's token estimate: ceil(len(text) / 4) characters per token; 0 for ""."""
-    return (len(text) + 3) // 4
 
 
 def canonical(body: dict[str, Any]) -> bytes:
@@ -97,70 +88,11 @@ def canonical(body: dict[str, Any]) -> bytes:
         ) from None
 
 
-def _dumps(value: Any) -> str:
-    try:
-        return orjson.dumps(value).decode()
-    except orjson.JSONEncodeError:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
-# --- text helpers ---------------------------------------------------------------------------------
-
-
-def prompt_tokens(messages: list[dict[str, Any]]) -> int:
-    """Chat prompt tokens by the documented formula (see the module docstring)."""
-    total = _REPLY_TOKENS + _MESSAGE_TOKENS * len(messages)
-    for message in messages:
-        content = message.get("content")
-        # String content is the common case: counted inline, without a call per message.
-        total += (len(content) + 3) // 4 if isinstance(content, str) else _content_tokens(content)
-    return total
-
-
-def _content_tokens(content: Any) -> int:
-    if isinstance(content, str):
-        return estimate_tokens(content)
-    if not isinstance(content, list):
-        return 0
-    total = 0
-    for part in content:
-        kind = part.get("type") if isinstance(part, dict) else None
-        if kind in _IMAGE_PARTS:
-            total += _IMAGE_PART_TOKENS
-        elif isinstance(part, dict) and isinstance(part.get("text"), str):
-            total += estimate_tokens(part["text"])
-    return total
-
-
-def _cut_to(text: str, max_tokens: int) -> str:
-    """`text` cut to at most `max_tokens` estimated tokens, at a word boundary when there is one."""
-    head = text[: 4 * max_tokens]
-    space = head.rfind(" ")
-    trimmed = head[:space].rstrip() if space > 0 else ""
-    return trimmed or head
-
-
-def _cut_at_stop(text: str, stops: list[str]) -> str:
-    hits = [i for i in (text.find(s) for s in stops) if i >= 0]
-    return text[: min(hits)] if hits else text
-
-
-def _stream_pieces(text: str) -> Iterator[str]:
-    """`text` in deltas of a few words; they concatenate back to exactly `text`."""
-    words = _PIECE_RE.split(text)
-    for i in range(0, len(words), _STREAM_WORDS):
-        yield "".join(words[i : i + _STREAM_WORDS])
-
-
 class Links(Protocol):
     """Mints the URL an image is served at (`emulator.inference.images.ImageLinks`), from the
     image's name (`emulator.inference.images.image_name`: its digest and size)."""
 
     def url(self, name: str, base_url: str | None) -> str: ...
-
-
-# (content, tool_calls, finish_reason): a plain tuple, as a NamedTuple's __new__ runs in Python.
-_Choice = tuple[str | None, list[dict[str, Any]] | None, str]
 
 
 # --- the engine -----------------------------------------------------------------------------------
@@ -238,15 +170,15 @@ class Engine:
         completion = 0
         name = digest if identity is not None else content  # what tool-call ids derive from
         for i, choice in enumerate(self._chat_choices(body, content, canned, name)):
-            items.append({"index": i, "message": _message(choice), "finish_reason": choice[2]})
-            completion += _choice_tokens(choice)
+            items.append({"index": i, "message": message(choice), "finish_reason": choice[2]})
+            completion += choice_tokens(choice)
         return {
             "id": "chatcmpl-" + digest.hex()[:24],
             "object": "chat.completion",
             "created": created,
             "model": model.slug,
             "choices": items,
-            "usage": _usage(prompt_tokens(body["messages"]), completion),
+            "usage": token_usage(prompt_tokens(body["messages"]), completion),
         }
 
     def chat_stream(
@@ -264,24 +196,16 @@ class Engine:
             "created": created,
             "model": model.slug,
         }
-        completion = sum(map(_choice_tokens, choices))
-        return _chunks(head, choices, body, _usage(prompt_tokens(body["messages"]), completion))
+        completion = sum(map(choice_tokens, choices))
+        return streaming.chunks(
+            head, choices, body, token_usage(prompt_tokens(body["messages"]), completion)
+        )
 
     @staticmethod
     def chunks_of(answer: dict[str, Any], body: dict[str, Any]) -> list[dict[str, Any]]:
         """The SSE chunks of a whole chat answer from elsewhere (an upstream), cut as the
         engine cuts its own."""
-        head = {
-            "id": answer["id"],
-            "object": "chat.completion.chunk",
-            "created": answer["created"],
-            "model": answer["model"],
-        }
-        choices: list[_Choice] = [
-            (c["message"]["content"], c["message"].get("tool_calls"), c["finish_reason"])
-            for c in answer["choices"]
-        ]
-        return _chunks(head, choices, body, answer["usage"])
+        return streaming.chunks_of(answer, body)
 
     @staticmethod
     def estimated_usage(route: str, body: dict[str, Any], answer: dict[str, Any]) -> Any:
@@ -295,10 +219,10 @@ class Engine:
                 (c["message"]["content"], c["message"].get("tool_calls"), "")
                 for c in answer["choices"]
             ]
-            completion = sum(map(_choice_tokens, choices))
-            return _usage(prompt_tokens(body["messages"]), completion)
+            completion = sum(map(choice_tokens, choices))
+            return token_usage(prompt_tokens(body["messages"]), completion)
         completion = sum(estimate_tokens(c["text"]) for c in answer["choices"])
-        return _usage(estimate_tokens(body["prompt"]), completion)
+        return token_usage(estimate_tokens(body["prompt"]), completion)
 
     def generate(
         self, body: Any, *, created: int, canned: str | None = None, identity: str | None = None
@@ -317,7 +241,7 @@ class Engine:
                 {"index": i, "text": text, "finish_reason": finish}
                 for i, (text, _, finish) in enumerate(choices)
             ],
-            "usage": _usage(prompt, completion),
+            "usage": token_usage(prompt, completion),
         }
 
     def embed(
@@ -406,38 +330,38 @@ class Engine:
 
     def _chat_choices(
         self, body: dict[str, Any], digest: bytes, canned: str | None, name: bytes
-    ) -> list[_Choice]:
+    ) -> list[Choice]:
         """The choices, from the content `digest`; tool calls' ids from `name` (the response's
         identity, or for a response named after its body, the content digest)."""
         count = body.get("n") or 1
         fmt = (body.get("response_format") or {}).get("type")
-        if canned is not None or (_tool_to_call(body, 0) is None and fmt not in _JSON_FORMATS):
+        if canned is not None or (tool_to_call(body, 0) is None and fmt not in _JSON_FORMATS):
             return self._text_choices(body, digest, count, canned)  # the common case: plain text
         out = []
         for i in range(count):  # tools (which take precedence) or a JSON format
-            tool = _tool_to_call(body, digest[i])
+            tool = tool_to_call(body, digest[i])
             if tool is not None:
-                out.append(_tool_choice(tool, digest, i, name))
+                out.append(tool_choice(tool, digest, i, name))
             else:
                 out.append(self._json_choice(body["response_format"], digest, i))
         return out
 
     def _text_choices(
         self, body: dict[str, Any], digest: bytes, count: int, canned: str | None
-    ) -> list[_Choice]:
+    ) -> list[Choice]:
         """`count` text choices: the cut options are read once, not once per choice."""
         stop = body.get("stop")
         stops = ([stop] if isinstance(stop, str) else stop) if stop else None
         limit = body.get("max_tokens") or body.get("max_completion_tokens")
-        out: list[_Choice] = []
+        out: list[Choice] = []
         for i in range(count):
             text = canned if canned is not None else self._answer(digest, i)
             if stops is not None:
-                text = _cut_at_stop(text, stops)
+                text = cut_at_stop(text, stops)
             if limit is None or len(text) <= 4 * limit:  # the common case: nothing to cut
                 out.append((text, None, "stop"))
             else:
-                out.append((_cut_to(text, limit), None, "length"))
+                out.append((cut_to(text, limit), None, "length"))
         return out
 
     def _answer(self, digest: bytes, index: int) -> str:
@@ -468,92 +392,15 @@ class Engine:
             return head[:end]
         return head if head.endswith(".") else head + "."
 
-    def _json_choice(self, fmt: dict[str, Any], digest: bytes, index: int) -> _Choice:
+    def _json_choice(self, fmt: dict[str, Any], digest: bytes, index: int) -> Choice:
         rng = random.Random(digest + b"json" + bytes((index,)))
         if fmt["type"] == "json_object":
             value: Any = {"answer": self._answer(digest, index)}
         else:
             value = fake_value(fmt["json_schema"].get("schema", {}), rng)
-        return _dumps(value), None, "stop"
+        return dumps(value), None, "stop"
 
     def _revised_prompt(self, prompt: str, digest: bytes, index: int) -> str:
         corpus = (self._text or self._make_text())[0]
         sentence = corpus[int.from_bytes(digest[index : index + 2]) % len(corpus)]
         return f"{prompt.strip().rstrip('.')}. {sentence}"
-
-
-# --- module helpers used by the engine ------------------------------------------------------------
-
-
-def _usage(prompt: int, completion: int) -> dict[str, int]:
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-    }
-
-
-def _chunks(
-    head: dict[str, Any], choices: list[_Choice], body: dict[str, Any], usage: dict[str, int]
-) -> list[dict[str, Any]]:
-    """A chat answer's SSE chunks: each choice's deltas, then its usage if the body asks."""
-    chunks = []
-    for i, choice in enumerate(choices):
-        for delta, finish in _deltas(choice):
-            chunk = {"index": i, "delta": delta, "finish_reason": finish}
-            chunks.append({**head, "choices": [chunk]})
-    if (body.get("stream_options") or {}).get("include_usage") is True:
-        chunks.append({**head, "choices": [], "usage": usage})
-    return chunks
-
-
-def _message(choice: _Choice) -> dict[str, Any]:
-    content, calls, _ = choice
-    if calls:
-        return {"role": "assistant", "content": content, "tool_calls": calls}
-    return {"role": "assistant", "content": content}
-
-
-def _choice_tokens(choice: _Choice) -> int:
-    content, calls, _ = choice
-    tokens = estimate_tokens(content) if content else 0
-    for call in calls or ():
-        tokens += estimate_tokens(call["function"]["name"] + call["function"]["arguments"])
-    return tokens
-
-
-def _deltas(choice: _Choice) -> Iterator[tuple[dict[str, Any], str | None]]:
-    """(delta, finish_reason) pairs of one streamed choice."""
-    content, calls, finish = choice
-    if calls:
-        yield {"role": "assistant", "content": None}, None
-        yield {"tool_calls": [{"index": j, **c} for j, c in enumerate(calls)]}, None
-    else:
-        yield {"role": "assistant", "content": ""}, None
-        for piece in _stream_pieces(content or ""):
-            yield {"content": piece}, None
-    yield {}, finish
-
-
-def _tool_to_call(body: dict[str, Any], pick: int) -> dict[str, Any] | None:
-    """The function spec a choice calls, or None: tools present and tool_choice not "none"."""
-    tools = body.get("tools")
-    choice = body.get("tool_choice")
-    if not tools or choice == "none":
-        return None
-    functions: list[dict[str, Any]] = [t["function"] for t in tools]
-    if isinstance(choice, dict):
-        wanted = choice["function"]["name"]
-        return next(f for f in functions if f["name"] == wanted)
-    return functions[pick % len(functions)]
-
-
-def _tool_choice(function: dict[str, Any], digest: bytes, index: int, name: bytes) -> _Choice:
-    rng = random.Random(digest + b"tool" + bytes((index,)))
-    arguments = fake_value(function.get("parameters", {"type": "object"}), rng)
-    call = {
-        "id": "call_" + hashlib.sha256(name + b"call" + bytes((index,))).hexdigest()[:24],
-        "type": "function",
-        "function": {"name": function["name"], "arguments": _dumps(arguments)},
-    }
-    return None, [call], "tool_calls"
