@@ -2,13 +2,24 @@
 
 Recording stays off the live path's bill: an entry is a tuple append, and its `Exchange` holds
 references to what the request already carried (the scope's header list, the ASGI messages' body
-bytes, the response's header list), never copies. Nothing is decoded, redacted or built into a
-dict until someone reads the entry; secrets are redacted then, on every read, so the clear form is
-never shown (nor stored: only the summary fields below are saved across a restart).
+bytes, the response's header list), copying only response bodies (below). Nothing is decoded,
+redacted or built into a dict until someone reads the entry; secrets are redacted then, on every
+read, so the clear form is never shown (nor stored: only the summary fields below are saved
+across a restart).
 
-Bodies are held under a byte budget: once the exchanges held pass it, the oldest lose their
+Exchanges are held under a byte budget: once the exchanges held pass it, the oldest lose their
 headers and bodies first and keep their summary (time, method, path, query, status, tenant,
-request id). Each body is kept up to `BODY_CAP` bytes; the rest is counted, not kept.
+request id). Each body is kept up to `BODY_CAP` bytes; the rest is counted, not kept. An exchange
+is charged what holding it really costs (`weight`): its bytes objects with their own overhead,
+its tuple and its places in the journal's index, so the budget bounds the memory the exchanges
+take (`tests/test_journal_memory.py` measures it with tracemalloc). The summaries are bounded by
+their number (`capacity`), not by the budget: they outlive the exchanges.
+
+Response bodies are the one thing copied: a body orjson made (every JSON answer) sits in a buffer
+orjson over-allocates and never trims (with orjson 3.13: 4 KiB for a 20-byte answer, 32 KiB for a
+3 KB one), which `len` and `sys.getsizeof` do not show. The copy is exactly the body's size, and
+the answer's own buffer is freed once the answer has been sent. Request bodies and headers come
+from the server exact-size, and are held as they came.
 """
 
 from __future__ import annotations
@@ -29,10 +40,16 @@ _FIELDS = ("time", "method", "path", "query", "status", "tenant_id", "request_id
 
 #: how much of each body an exchange keeps
 BODY_CAP = 64 * 1024
-#: what an exchange's headers and bookkeeping are reckoned to cost against the byte budget
-EXCHANGE_OVERHEAD = 1024
-#: the default byte budget of the bodies held (the `journal_bytes` setting)
+#: the default byte budget of the exchanges held (the `journal_bytes` setting)
 DEFAULT_BUDGET = 32 * 1024 * 1024
+#: what each bytes object an exchange holds costs beyond its length: the object's header (33
+#: bytes), the allocator's rounding to 16 (8 on average) and its slot in the exchange's tuple (8)
+OBJECT_COST = 49
+#: what each exchange costs beyond its bytes objects: its tuple's header and five counts (80),
+#: its two sizes and its weight as int objects (96), and its places in the index by seq and the
+#: two eviction queues (about 48, with a dict's spare room). Measured with tracemalloc and kept
+#: honest by `tests/test_journal_memory.py`.
+EXCHANGE_COST = 224
 
 REDACTED = "[redacted]"
 _KEY = re.compile(rb"sgk_[A-Za-z0-9_\-]+")
@@ -97,13 +114,15 @@ def _joined(chunks: tuple[bytes, ...]) -> bytes:
 #: and the fewer objects a request leaves behind, the rarer the collector's passes.
 Held = tuple[Any, ...]
 _flat = itertools.chain.from_iterable
+_islice = itertools.islice
 
 
 class Exchange:
     """The headers and bodies of one request and its answer, captured while it runs: the header
-    lists and body bytes the ASGI messages carried, referenced as they are. A body is kept up to
-    `BODY_CAP` bytes and counted beyond: only the chunk that crosses the cap is copied (its first
-    part), so a large upload or download never holds more than the cap."""
+    lists and request body bytes the ASGI messages carried, referenced as they are, and exact-size
+    copies of the response body's chunks (module doc). A body is kept up to `BODY_CAP` bytes and
+    counted beyond: of the chunk that crosses the cap only its first part is kept, so a large
+    upload or download never holds more than the cap."""
 
     __slots__ = ("request_headers", "request_chunks", "request_size", "response_headers",
                  "response_chunks", "response_size")  # fmt: skip
@@ -127,13 +146,14 @@ class Exchange:
     def response_body(self, body: bytes) -> None:
         size = self.response_size
         self.response_size = size + len(body)
-        if size < BODY_CAP and body:
+        if size < BODY_CAP and body:  # an exact-size copy, not orjson's buffer (module doc)
             self.response_chunks.append(
-                body if self.response_size <= BODY_CAP else body[: BODY_CAP - size]
-            )
+                bytes(memoryview(body)) if self.response_size <= BODY_CAP
+                else body[: BODY_CAP - size]
+            )  # fmt: skip
 
     def freeze(self) -> Held:
-        """The capture as the journal holds it (the same references, in one flat tuple)."""
+        """The capture as the journal holds it (the same objects, in one flat tuple)."""
         sent, answered = self.request_headers, self.response_headers
         return (len(sent), len(self.request_chunks), len(answered), self.request_size,
                 self.response_size, *_flat(sent), *self.request_chunks, *_flat(answered),
@@ -221,6 +241,13 @@ def path_filter(pattern: str) -> Callable[[str], bool]:
     return lambda p: p.startswith(pattern)
 
 
+def weight(held: Held) -> int:
+    """What holding an exchange costs in memory: its bytes objects, each its length and
+    `OBJECT_COST`, and `EXCHANGE_COST` (one pass over ~25 lengths; no `sys.getsizeof` walk)."""
+    objects = len(held) - 5
+    return EXCHANGE_COST + objects * OBJECT_COST + sum(map(len, _islice(held, 5, None)))
+
+
 class Journal:
     def __init__(
         self,
@@ -263,16 +290,12 @@ class Journal:
             self._hold(seq, exchange)
 
     def _hold(self, seq: int, exchange: Exchange) -> None:
-        # what it weighs: the body bytes kept (each up to the cap) and its headers' share
-        sent, answered = exchange.request_size, exchange.response_size
-        sent = sent if sent < BODY_CAP else BODY_CAP
-        answered = answered if answered < BODY_CAP else BODY_CAP
-        weight = sent + answered + EXCHANGE_OVERHEAD
         held, order, weights = self._held, self._order, self._weights
-        held[seq] = exchange.freeze()
+        held[seq] = frozen = exchange.freeze()
+        cost = weight(frozen)
         order.append(seq)
-        weights.append(weight)
-        total = self._held_bytes + weight
+        weights.append(cost)
+        total = self._held_bytes + cost
         while total > self.budget or len(order) > self.capacity:
             del held[order.popleft()]
             total -= weights.popleft()

@@ -159,7 +159,10 @@ class Settings:
         10, _positive_int, "pending/processing batches allowed a tenant"
     )
     journal_bytes: int = _setting(
-        32 * 1024 * 1024, _positive_int, "bytes of request/response bodies the journal holds", "N"
+        32 * 1024 * 1024,
+        _positive_int,
+        "bytes of memory the journal's headers and bodies may take",
+        "N",
     )
     verdict_min_poll_interval: float = _setting(
         10.0, _positive_float, "verdict: seconds a client should wait between polls of a batch", "S"

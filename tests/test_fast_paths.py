@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -498,6 +499,27 @@ def test_bodies_asked_once_fill_no_memory_and_the_first_sightings_are_bounded(ri
     rig.ask(CHAT, body)
     rig.ask(CHAT, body)
     assert len(rig.calls) == calls + 2
+
+
+def test_a_first_sighting_keeps_no_reference_to_the_body_and_a_second_is_remembered(
+    rig: Rig,
+) -> None:
+    """The set of first sightings holds the keys' hashes, never the bodies: a body seen once is
+    referenced by nothing in the memo, and a second sighting (other bytes objects, equal bytes)
+    is still recognised and remembered."""
+    body = chat("Seen once, then again.")
+    first = orjson.dumps(body)
+    refs = sys.getrefcount(first)
+    rig.ask(CHAT, body, raw=first)
+    assert sys.getrefcount(first) == refs  # not held by the memo
+    assert not rig.live._answers
+    assert all(isinstance(seen, int) for seen in rig.live._seen)
+    again = bytes(bytearray(first))
+    assert again is not first
+    rig.ask(CHAT, body, raw=again)  # the second sighting: answered and remembered
+    assert len(rig.live._answers) == 1 and not rig.live._seen
+    assert rig.ask(CHAT, body, raw=bytes(bytearray(first))) == fresh(CHAT, body, T0)
+    assert rig.calls == [CHAT] * 2  # the third came from memory
 
 
 def test_a_reseed_forgets_every_answer(rig: Rig) -> None:

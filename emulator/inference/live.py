@@ -33,7 +33,7 @@ from emulator.upstream.service import RELAYED, Upstream
 
 #: answers remembered, by exact request bytes; the oldest is dropped first
 MEMO_SIZE = 4096
-#: bodies seen once, kept to spot the second time; cleared whole when full
+#: bodies seen once, kept (by hash) to spot the second time; cleared whole when full
 SEEN_SIZE = 4 * MEMO_SIZE
 
 
@@ -52,7 +52,9 @@ class Live:
         self._calls: defaultdict[str | None, int] = defaultdict(int)  # scenario-counted calls
         self._answered: defaultdict[str | None, int] = defaultdict(int)  # live answers per tenant
         self._answers: OrderedDict[tuple[str, bytes], dict[str, Any]] = OrderedDict()
-        self._seen: set[tuple[str, bytes]] = set()  # keys asked once, not yet remembered
+        # the hashes of keys asked once, not yet remembered: an int each, never the body (a
+        # collision would only remember a body at its first sighting, with the same answer)
+        self._seen: set[int] = set()
 
     def infer(
         self,
@@ -79,12 +81,13 @@ class Live:
         if hit is not None:
             return {**hit, "id": self.engine.response_id(route, identity), "created": now}
         answer = self.engine.infer(route, body, created=now, identity=identity)
-        if key not in self._seen:
+        seen = hash(key)  # the bytes' hash is cached on them: the lookup above computed it
+        if seen not in self._seen:
             if len(self._seen) >= SEEN_SIZE:
                 self._seen.clear()  # forgetting a first sighting costs one more engine call
-            self._seen.add(key)
+            self._seen.add(seen)
             return answer
-        self._seen.discard(key)
+        self._seen.discard(seen)
         if _calls_tools(answer):
             return answer
         if len(self._answers) >= MEMO_SIZE:
