@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -1570,3 +1571,35 @@ async def test_models_of_different_discounts_show_the_overall_discount_applied(
     discount = Decimal(final["cost"]["discount"])
     assert Decimal("0.10") < discount < Decimal("0.50")
     assert abs(discount - (live - amount) / live) <= Decimal("0.005")  # shown to 2 places
+
+
+async def test_a_cancel_holds_one_error_payload_for_all_its_records(
+    emu: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The records of a cancel share one exact-size payload: an orjson result of its own each
+    keeps a 4 KiB buffer, ~200 MiB for 50,000 unfinished requests held until they are stored."""
+    lines = [chat_line(f"r{i}") for i in range(1_200)]
+    resp = await emu.client.post(
+        BATCH,
+        json={"input_file_base64": b64(lines)},
+        headers={"X-Emulator-Scenario": "slow-processing"},  # processing, none done yet
+    )
+    batch = resp.json()["data"]
+    await emu.settle()
+    store = emu.core.store
+    real = store.record_results
+    seen: list[Any] = []
+
+    async def keep(*args: Any, **kw: Any) -> None:
+        seen.append(args)
+        await real(*args, **kw)
+
+    monkeypatch.setattr(store, "record_results", keep)
+    assert (await emu.client.post(f"{BATCH}/{batch['id']}/cancel")).status_code == 200
+    records = [r for args in seen for arg in args if isinstance(arg, list) for r in arg]
+    assert len(records) == 1_200
+    payloads = {id(r.payload) for r in records}
+    assert len(payloads) == 1
+    payload = records[0].payload
+    assert sys.getsizeof(payload) == sys.getsizeof(b"") + len(payload)  # no spare buffer
+    assert orjson.loads(payload)["code"] == "BATCH_CANCELLED"

@@ -418,9 +418,12 @@ class Worker:
             setattr(b, name, value)
         rest = [i for i in range(b.total_count) if i not in prog.done]
         records: list[ResultRecord] = []
+        # one payload shared by every record: an orjson result keeps a buffer of 4 KiB or more
+        # whatever its length, so 50,000 payloads of their own would hold ~200 MiB until stored
+        payload = _error_payload(error)
         for start in range(0, len(rest), CHUNK):
             requests = await self.store.fetch_requests(b.seq, rest[start : start + CHUNK])
-            records += [_error(r, error) for r in requests]
+            records += [ResultRecord(r.idx, r.custom_id, False, payload) for r in requests]
         prog.cursor = len(prog.order)
         await self._record(prog, records, b.move(status, at, **changes))
         self._final(b)
@@ -477,5 +480,9 @@ def _named(prog: Progress, r: RequestRecord) -> tuple[int, str]:
 
 
 def _error(r: RequestRecord, err: EmulatorError) -> ResultRecord:
-    body = {"code": err.code, "message": err.message}
-    return ResultRecord(r.idx, r.custom_id, False, orjson.dumps(body))
+    return ResultRecord(r.idx, r.custom_id, False, _error_payload(err))
+
+
+def _error_payload(err: EmulatorError) -> bytes:
+    """An error record's payload, as exact-size bytes (see `_close_rest`)."""
+    return bytes(memoryview(orjson.dumps({"code": err.code, "message": err.message})))
