@@ -25,7 +25,9 @@ from webhook_helpers import (
     sink_items,
 )
 
+from emulator.clock import Clock
 from emulator.tenancy import open_tenant_id
+from emulator.webhooks import sink
 
 MakeEmu = Callable[..., Awaitable[Harness]]
 T0 = START.timestamp()
@@ -491,6 +493,37 @@ async def test_the_sink_records_raw_posts_and_answers_as_asked(emu: Harness) -> 
     assert set(items[0]) == {"received_at", "headers", "body", "status"}
     assert items[3]["headers"]["x-a"] == "b"
     assert await sink_items(emu, "never-posted") == []
+
+
+async def test_sinks_keep_a_byte_budget_across_all_of_them(
+    emu: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Posting needs no token: however many sinks a caller names, what they keep is bounded,
+    the oldest posts anywhere going first (and each sink keeps its last CAPACITY)."""
+    monkeypatch.setattr(sink, "BUDGET", 100)
+    monkeypatch.setattr(sink, "CAPACITY", 3)
+    async with emu.client_for(None) as anon:
+        for i in range(6):  # 40 bytes each, to sinks a, b, a, b, ...
+            await anon.post(f"/_emulator/sink/{'ab'[i % 2]}", content=f"{i:040d}".encode())
+        assert [x["body"][-1] for x in await sink_items(emu, "a")] == ["4"]
+        assert [x["body"][-1] for x in await sink_items(emu, "b")] == ["5"]
+        await anon.post("/_emulator/sink/big", content=b"x" * 500)  # over the budget alone
+        assert await sink_items(emu, "a") == await sink_items(emu, "b") == []
+        assert len(await sink_items(emu, "big")) == 1  # the newest post always stays
+        for i in range(10):  # a sink's capacity, the budget aside
+            await anon.post("/_emulator/sink/c", content=f"{i}".encode())
+        assert [x["body"] for x in await sink_items(emu, "c")] == ["7", "8", "9"]
+        assert await sink_items(emu, "big") == []  # the oldest anywhere went for c's posts
+
+
+def test_a_full_sink_posted_to_for_ever_holds_no_more(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Posts a full sink drops leave no trace behind: the arrival order is compacted."""
+    monkeypatch.setattr(sink, "CAPACITY", 10)
+    sinks = sink.Sinks(Clock(mode="frozen"))
+    for _ in range(20_000):
+        sinks.receive("s", {}, b"x", None, None)
+    assert len(sinks.items("s")) == 10
+    assert len(sinks._arrivals) <= 2 * 10 + 1024 + 1
 
 
 async def test_a_bad_sink_query_is_a_422(emu: Harness) -> None:
