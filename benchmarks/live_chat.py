@@ -12,6 +12,7 @@ Exit status: 0 when the bar is met, 1 when it is not, 2 when wrk is missing.
 from __future__ import annotations
 
 import argparse
+import itertools
 import re
 import shutil
 import subprocess
@@ -61,9 +62,11 @@ EMULATOR_ARGV = "-m emulator serve --port 0 --db :memory: --log-level warning".s
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
-def lua_script(body: bytes, unique: bool = False) -> str:
+def lua_script(body: bytes, unique: bool = False, start: int = 0) -> str:
     """wrk's script: the same body every time, or (`unique`) the report number in the user
-    message counts up, so no two requests are alike and none is answered from memory."""
+    message counts up from `start`, so no two requests are alike and none is answered from
+    memory. Each wrk run is a new process whose counter starts again: give each run its own
+    `start` (`run_start`), or a run would repeat the bodies of the one before."""
     script = (
         'wrk.method = "POST"\n'
         f"wrk.body = {lua_string(body.decode())}\n"
@@ -72,7 +75,7 @@ def lua_script(body: bytes, unique: bool = False) -> str:
     )
     if unique:
         script += (
-            "counter = 0\n"
+            f"counter = {start}\n"
             "request = function()\n"
             "  counter = counter + 1\n"
             '  local body = string.gsub(wrk.body, "report 74", "report " .. counter)\n'
@@ -80,6 +83,11 @@ def lua_script(body: bytes, unique: bool = False) -> str:
             "end\n"
         )
     return script
+
+
+def run_start(run: int) -> int:
+    """Where the report numbers of wrk run `run` start: far beyond any run's request count."""
+    return run * 10_000_000
 
 
 def lua_string(text: str) -> str:
@@ -155,12 +163,18 @@ def main() -> int:
             sizes[name] = check_answer(server.url)
         with tempfile.TemporaryDirectory() as tmp:
             script = Path(tmp) / "post.lua"
-            script.write_text(lua_script(orjson.dumps(BODY), args.unique))
+            runs = itertools.count()
+
+            def fresh_script() -> Path:  # a new start for every run (see `lua_script`)
+                start = run_start(next(runs))
+                script.write_text(lua_script(orjson.dumps(BODY), args.unique, start))
+                return script
+
             for server in servers.values():  # warm-up, not counted
-                run_wrk(server, script, 2, args.connections)
+                run_wrk(server, fresh_script(), 2, args.connections)
             for n in range(args.rounds):
                 for name, server in servers.items():
-                    result = run_wrk(server, script, args.duration, args.connections)
+                    result = run_wrk(server, fresh_script(), args.duration, args.connections)
                     rounds[name].append(result)
                     print(
                         f"round {n + 1} {name:8} {result['rps']:9,.0f} req/s  "

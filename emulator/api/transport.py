@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from starlette.requests import ClientDisconnect
@@ -267,16 +267,114 @@ def _header(message: Message, name: bytes) -> bytes | None:
 
 def protocol(**options: Any) -> asyncio.Protocol:
     """uvicorn's HTTP protocol (`Config(http=protocol)`: uvicorn calls it with its options), whose
-    app finds the connection's transport in the scope's `extensions` under `EXTENSION`."""
+    app finds the connection's transport in the scope's `extensions` under `EXTENSION`, and
+    whose answers go out through `Coalescing` (one write per small answer, not two)."""
     from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
     server: Any = AutoHTTPProtocol(**options)
     app = server.app
+    made = server.connection_made
+
+    def connection_made(transport: asyncio.Transport) -> None:
+        made(Coalescing(transport, asyncio.get_running_loop()))
 
     async def with_transport(scope: Scope, receive: Receive, send: Send) -> None:
         scope.setdefault("extensions", {})[EXTENSION] = server.transport
         await app(scope, receive, send)
 
     server.app = with_transport
+    server.connection_made = connection_made
     result: asyncio.Protocol = server
     return result
+
+
+class Coalescing(asyncio.Transport):
+    """A connection's transport that sends an answer's head and body in one write.
+
+    uvicorn writes a response's head when the app sends `http.response.start` and its body when
+    the app sends the body: two writes, two TCP segments and, on loopback, two wake-ups of the
+    client for every answer, which cost the server more than the rest of a small answer's
+    sending. A small write (the head) is held instead, and goes out with the next write in one
+    system call (`writelines`: no copy of the body), or on the loop's next turn if no write
+    follows at once (a streamed answer's head, before its first event). Closing sends what is
+    held first; aborting drops it, as a reset drops whatever was unsent.
+    """
+
+    __slots__ = ("_wire", "_loop", "_held")
+
+    #: writes up to this size are held for the next one (an answer's head is a few hundred bytes)
+    HOLD = 16 * 1024
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        self._wire = transport
+        self._loop = loop
+        self._held: bytes | None = None
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        held = self._held
+        if held is not None:
+            self._held = None
+            self._wire.writelines((held, data))
+        elif len(data) <= self.HOLD and not self._wire.is_closing():
+            self._held = bytes(data)
+            self._loop.call_soon(self.flush)
+        else:
+            self._wire.write(data)
+
+    def flush(self) -> None:
+        """Send what is held, if the connection is still open."""
+        held, self._held = self._held, None
+        if held is not None and not self._wire.is_closing():
+            self._wire.write(held)
+
+    def close(self) -> None:
+        self.flush()
+        self._wire.close()
+
+    def abort(self) -> None:
+        self._held = None
+        self._wire.abort()
+
+    def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
+        for data in list_of_data:
+            self.write(data)
+
+    def get_write_buffer_size(self) -> int:
+        return self._wire.get_write_buffer_size() + len(self._held or b"")
+
+    # the rest is the connection's own
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._wire.get_extra_info(name, default)
+
+    def is_closing(self) -> bool:
+        return self._wire.is_closing()
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._wire.set_protocol(protocol)
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._wire.get_protocol()
+
+    def is_reading(self) -> bool:
+        return self._wire.is_reading()
+
+    def pause_reading(self) -> None:
+        self._wire.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._wire.resume_reading()
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self._wire.set_write_buffer_limits(high, low)
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return self._wire.get_write_buffer_limits()
+
+    def can_write_eof(self) -> bool:
+        return self._wire.can_write_eof()
+
+    def write_eof(self) -> None:
+        self.flush()
+        self._wire.write_eof()
