@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import fnmatch
 import itertools
+import operator
 import re
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -37,6 +38,8 @@ from starlette.types import Scope
 from emulator.clock import iso
 
 _FIELDS = ("time", "method", "path", "query", "status", "tenant_id", "request_id")
+#: an entry's summary as saved: its fields without the seq its exchange is filed under
+_SUMMARY = operator.itemgetter(*range(len(_FIELDS)))
 
 #: how much of each body an exchange keeps
 BODY_CAP = 64 * 1024
@@ -282,9 +285,11 @@ class Journal:
         exchange: Exchange | None = None,
     ) -> None:
         self._seq = seq = self._seq + 1
-        entry = (self._now(), scope["method"], scope["path"], scope.get("query_string", b""),
-                 status, tenant_id, request_id, seq)  # fmt: skip
+        path, query = scope["path"], scope.get("query_string", b"")
+        entry = (self._now(), scope["method"], path, query, status, tenant_id, request_id, seq)
         self._entries.append(entry)
+        if "sgk_" in path or (query and redact(query) != query):  # saved as shown: no secret
+            entry = (*entry[:2], redact_path(path), redact(query), *entry[4:])
         self._unsaved.append(entry)
         if exchange is not None:
             self._hold(seq, exchange)
@@ -302,12 +307,9 @@ class Journal:
         self._held_bytes = total
 
     def take_unsaved(self) -> list[tuple[Any, ...]]:
-        """The summaries recorded since the last call, for the store (bodies are not saved)."""
-        # saved as shown: a key in a path or a query never reaches the store in clear
-        out = [
-            (t, m, redact_path(p), redact(q), s, ten, rid)
-            for t, m, p, q, s, ten, rid, _seq in self._unsaved
-        ]
+        """The summaries recorded since the last call, for the store (bodies are not saved),
+        keys redacted (`record` did that, so a save does no per-entry work in Python)."""
+        out = list(map(_SUMMARY, self._unsaved))
         self._unsaved.clear()
         self._saved_tenants.update(entry[5] for entry in out)
         return out

@@ -32,6 +32,7 @@ import base64
 import hashlib
 import json
 import random
+import struct
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -60,6 +61,10 @@ from emulator.records import Model
 __all__ = ["Engine", "canonical", "png_for"]
 
 _ANSWER_TOKENS = (12, 80)  # natural answer length, before max_tokens
+_TARGET_SPAN = _ANSWER_TOKENS[1] - _ANSWER_TOKENS[0] - 3  # how many answer lengths there are
+#: an answer's 64 drawn bytes as 32 unsigned 16-bit picks in native order (as a memoryview's
+#: "H" cast reads them; unpacked into a tuple at once, which is quicker to walk)
+_PICKS = struct.Struct("=32H").unpack
 _VOLATILE = ("stream", "stream_options")  # transport options, not part of the request's identity
 _CUTS = frozenset({"max_tokens", "max_completion_tokens", "stop"})  # options that only cut text
 _JSON_FORMATS = ("json_object", "json_schema")
@@ -366,12 +371,12 @@ class Engine:
 
     def _answer(self, digest: bytes, index: int) -> str:
         """Natural text of a seeded 12..80 tokens, assembled from the corpus, ending a sentence."""
-        picks = memoryview(hashlib.shake_256(digest + _INDEX_BYTES[index]).digest(64)).cast("H")
-        low, high = _ANSWER_TOKENS
+        # 32 native-order 16-bit picks: the first sets the length, the rest pick sentences
+        picks = _PICKS(hashlib.shake_256(digest + _INDEX_BYTES[index]).digest(64))
+        low = _ANSWER_TOKENS[0]
         # Cutting at a word boundary loses at most a 14-letter word, its space and a comma, so a
         # target of at least low + 4 tokens still leaves `low`.
-        target = low + 4 + picks[0] % (high - low - 3)
-        budget = 4 * target
+        budget = 4 * (low + 4 + picks[0] % _TARGET_SPAN)
         corpus, sizes = self._text or self._make_text()
         count = len(corpus)
         parts: list[str] = []
