@@ -40,6 +40,9 @@ from emulator.clock import iso
 _FIELDS = ("time", "method", "path", "query", "status", "tenant_id", "request_id")
 #: an entry's summary as saved: its fields without the seq its exchange is filed under
 _SUMMARY = operator.itemgetter(*range(len(_FIELDS)))
+_TENANT = operator.itemgetter(_FIELDS.index("tenant_id"))
+#: how many tenants with saved entries the journal tracks by name (beyond: `saved_any` is True)
+SAVED_TENANTS = 100_000
 
 #: how much of each body an exchange keeps
 BODY_CAP = 64 * 1024
@@ -274,7 +277,9 @@ class Journal:
         self._weights: deque[int] = deque()  # what each weighs (ints: nothing for the collector)
         self._held_bytes = 0
         self._seq = 0
-        self._saved_tenants: set[str | None] = set()  # tenants with entries in the store
+        # tenants with entries in the store; None once there are more than SAVED_TENANTS (a
+        # client inventing a key per request): from then on any tenant may have some
+        self._saved_tenants: set[str | None] | None = set()
 
     def record(
         self,
@@ -311,17 +316,24 @@ class Journal:
         keys redacted (`record` did that, so a save does no per-entry work in Python)."""
         out = list(map(_SUMMARY, self._unsaved))
         self._unsaved.clear()
-        self._saved_tenants.update(entry[5] for entry in out)
+        self._saw_tenants(out)
         return out
+
+    def _saw_tenants(self, entries: list[tuple[Any, ...]]) -> None:
+        known = self._saved_tenants
+        if known is not None:
+            known.update(map(_TENANT, entries))
+            if len(known) > SAVED_TENANTS:
+                self._saved_tenants = None
 
     def saved_any(self, tenant_id: str) -> bool:
         """Whether entries of the tenant may be in the store (so a reset must forget them)."""
-        return tenant_id in self._saved_tenants
+        return self._saved_tenants is None or tenant_id in self._saved_tenants
 
     def restore(self, entries: list[tuple[Any, ...]]) -> None:
         """Summaries a previous run saved, oldest first, before any new ones."""
         saved = [(*entry, None) for entry in entries]
-        self._saved_tenants.update(entry[5] for entry in entries)
+        self._saw_tenants(entries)
         self._entries = deque([*saved, *self._entries], maxlen=self.capacity)
 
     def entries(self, *, limit: int | None = None, **filters: Any) -> list[dict[str, Any]]:
@@ -386,8 +398,8 @@ class Journal:
 
     def clear(self, tenant_id: str | None = None) -> None:
         if tenant_id is None:
-            self._saved_tenants.clear()
-        else:
+            self._saved_tenants = set()
+        elif self._saved_tenants is not None:
             self._saved_tenants.discard(tenant_id)
         for entries in (self._entries, self._unsaved):
             if tenant_id is None:

@@ -236,3 +236,34 @@ async def test_a_bad_filter_is_named(emu: Harness, params: dict[str, str], field
     error = resp.json()["error"]
     assert [d["field"] for d in error["details"]] == [field]
     assert f"'{field}'" in error["message"]
+
+
+def test_saves_carry_summaries_with_keys_redacted_and_track_a_bounded_set_of_tenants(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What a save takes: each entry's summary, a key in a path or query masked; the tenants
+    with saved entries are tracked by name up to a bound, and past it any tenant may have some
+    (a reset then always asks the store)."""
+    from emulator import journal as journal_module
+
+    monkeypatch.setattr(journal_module, "SAVED_TENANTS", 3)
+    log = journal_module.Journal(lambda: 1.0)
+
+    def call(path: str, tenant: str, query: bytes = b"") -> None:
+        scope = {"method": "GET", "path": path, "query_string": query}
+        log.record(scope, 200, tenant, "req_1")
+
+    call(f"/_emulator/tenants/{KEY}/scenario", "ten_a", b"key=" + KEY.encode())
+    call("/v1/models", "ten_b")
+    saved = log.take_unsaved()
+    assert [e[2] for e in saved] == [redact(f"/_emulator/tenants/{KEY}/scenario".encode()).decode(),
+                                     "/v1/models"]  # fmt: skip
+    assert KEY not in repr(saved) and all(len(e) == 7 for e in saved)
+    assert log.take_unsaved() == []
+    assert log.saved_any("ten_a") and not log.saved_any("ten_z")
+    for tenant in ("ten_c", "ten_d"):
+        call("/v1/models", tenant)
+    log.take_unsaved()
+    assert log.saved_any("ten_z")  # four tenants: past the bound, any may have entries
+    log.clear()
+    assert not log.saved_any("ten_a")
