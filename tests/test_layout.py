@@ -21,6 +21,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "emulator", "emulator.errors", "emulator.records", "emulator.status",
             "emulator.windows", "emulator.endpoints", "emulator.seeded", "emulator.settings",
             "emulator.clock", "emulator.ids", "emulator.signing", "emulator.store",
+            "emulator.store.schema", "emulator.store.base", "emulator.store.files",
+            "emulator.store.batches", "emulator.store.webhooks", "emulator.store.state",
             "emulator.wire", "emulator.wire_oai", "emulator.wire_control", "emulator.journal",
             "emulator.tenancy", "emulator.durable", "emulator.verdict",
             "emulator.yamlfile", "emulator.schema", "emulator.metrics",
