@@ -167,6 +167,28 @@ async def test_the_journal_keeps_its_newest_entries_in_pages_and_a_tenants_reset
     assert shown == ["req_2_0", "req_2_2", "req_3_0", "req_3_2", "req_4_0", "req_4_2", "req_after"]
 
 
+async def test_a_large_save_is_written_in_pages_and_read_back_in_order(
+    make_emu: MakeEmu, tmp_path: Path
+) -> None:
+    """A save of more than a page's entries (a second of live load) is split into pages of
+    `JOURNAL_PAGE`, encoded one at a time; reading them back gives every entry in order."""
+    from emulator.store.state import JOURNAL_PAGE
+
+    h = await make_emu(db=str(tmp_path / "e.db"))
+    store = h.core.store
+    count = 2 * JOURNAL_PAGE + 7
+    entries = [(1767225600.0 + i, "GET", "/v1/models", b"", 200, TENANT, f"req_{i}")
+               for i in range(count)]  # fmt: skip
+    await store.append_journal(entries, keep=10 * count)
+    pages = await store._all("SELECT count, last_time FROM journal_pages ORDER BY seq")
+    assert pages == [
+        (JOURNAL_PAGE, entries[JOURNAL_PAGE - 1][0]),
+        (JOURNAL_PAGE, entries[2 * JOURNAL_PAGE - 1][0]),
+        (7, entries[-1][0]),
+    ]
+    assert await store.load_journal(count) == entries
+
+
 async def test_a_database_with_journal_rows_keeps_them_as_its_first_page(
     make_emu: MakeEmu, tmp_path: Path
 ) -> None:

@@ -12,6 +12,9 @@ import orjson
 
 from .base import StoreBase
 
+#: journal entries per saved page: encoded one page at a time, the event loop runs between pages
+JOURNAL_PAGE = 500
+
 
 class StateRows(StoreBase):
     """The tables `emulator_state`, `tenant_scenarios`, `journal_pages` and `journal_forgotten`
@@ -53,16 +56,21 @@ class StateRows(StoreBase):
         return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
     async def append_journal(self, entries: Sequence[tuple[Any, ...]], keep: int) -> None:
-        """Add journal entries (time, method, path, query, status, tenant, request id) as one
-        page, and drop the oldest pages the last `keep` entries do not reach into."""
+        """Add journal entries (time, method, path, query, status, tenant, request id) as
+        pages of up to `JOURNAL_PAGE`, and drop the oldest pages the last `keep` entries do not
+        reach into."""
         if not entries:
             return
-        page = marshal.dumps(list(entries))  # plain tuples of str, bytes, int, float, None
         async with self._write() as db:
-            await db.execute(
-                "INSERT INTO journal_pages (count, last_time, entries) VALUES (?, ?, ?)",
-                (len(entries), max(e[0] for e in entries), page),
-            )
+            # page by page: a second of live load is thousands of entries, and encoding them
+            # at once held the event loop for milliseconds; it runs between pages now
+            for at in range(0, len(entries), JOURNAL_PAGE):
+                page = list(entries[at : at + JOURNAL_PAGE])
+                await db.execute(
+                    "INSERT INTO journal_pages (count, last_time, entries) VALUES (?, ?, ?)",
+                    # plain tuples of str, bytes, int, float, None
+                    (len(page), max(e[0] for e in page), marshal.dumps(page)),
+                )
             await db.execute(
                 "DELETE FROM journal_pages WHERE seq < (SELECT seq FROM (SELECT seq, SUM(count)"
                 " OVER (ORDER BY seq DESC) AS newer FROM journal_pages) WHERE newer >= ?"
