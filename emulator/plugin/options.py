@@ -1,0 +1,94 @@
+"""The plugin's options: the ini options that configure the session's emulator (parsed as
+`serve` parses its flags) and the `@pytest.mark.scaigrid(...)` marker of a test, each checked,
+a bad value being a `pytest.UsageError` that names it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from emulator.errors import ConfigError
+from emulator.settings import SETTINGS, Settings
+
+MARKER_KEYS = ("seed", "scenario", "tenants", "clock_start", "verdict")
+#: the verdict's modes: `strict` fails a test at teardown on any finding of its tenants
+VERDICT_MODES = ("off", "strict")
+INI_OPTIONS = {
+    "scaigrid_seed": "seed of the session's emulator (ids, fake inference, every random draw)",
+    "scaigrid_scenario": "global scenario of the session's emulator: a bundled name or a file",
+    "scaigrid_tenants": "how many tenants each test gets (default 1; `scaigrid.tenants`)",
+    "scaigrid_clock_start": "ISO-8601 instant the session's frozen clock starts at",
+    "scaigrid_verdict": "off (default) or strict: fail a test at teardown on verdict findings",
+}
+
+
+def ini(config: pytest.Config, name: str) -> str | None:
+    value = config.getini(name)
+    text = str(value).strip() if value is not None else ""
+    return text or None
+
+
+SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+def session_settings(config: pytest.Config, db: Path) -> Settings:
+    """The session server's settings: a frozen clock, seed 0, and the ini options. Without
+    `scaigrid_clock_start` the clock starts now, to the second (an instant it can be put back
+    to exactly)."""
+    changes: dict[str, Any] = {}
+    for name in ("seed", "scenario", "clock_start"):  # parsed as `serve` parses its flags
+        raw = ini(config, f"scaigrid_{name}")
+        if raw is not None:
+            try:
+                changes[name] = SETTINGS_BY_NAME[name].parse(raw)
+            except (ValueError, ConfigError) as exc:
+                raise pytest.UsageError(f"ini option scaigrid_{name}: {raw!r}: {exc}") from None
+    tenant_count(ini(config, "scaigrid_tenants") or "1", "ini option scaigrid_tenants")
+    now = datetime.now(UTC).replace(microsecond=0)
+    return Settings(db=str(db), clock="frozen", seed=0, clock_start=now).replace(**changes)
+
+
+def tenant_count(value: Any, where: str) -> int:
+    try:
+        count = int(value)
+    except (TypeError, ValueError):
+        count = 0
+    if isinstance(value, bool) or count < 1:
+        raise pytest.UsageError(f"{where}: tenants must be a whole number >= 1, got {value!r}")
+    return count
+
+
+def marker_options(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The test's `@pytest.mark.scaigrid(...)` options (the closest marker wins, key by key),
+    checked: an unknown key, a positional argument or a per-test clock start is an error."""
+    options: dict[str, Any] = {}
+    for marker in reversed(list(request.node.iter_markers("scaigrid"))):
+        if marker.args:
+            raise pytest.UsageError(
+                f"@pytest.mark.scaigrid takes keyword arguments only ({', '.join(MARKER_KEYS)})"
+            )
+        unknown = sorted(set(marker.kwargs) - set(MARKER_KEYS))
+        if unknown:
+            raise pytest.UsageError(
+                f"@pytest.mark.scaigrid: unknown option(s) {', '.join(unknown)} "
+                f"(known: {', '.join(MARKER_KEYS)})"
+            )
+        options.update(marker.kwargs)
+    if options.get("clock_start") is not None:
+        raise pytest.UsageError(
+            "@pytest.mark.scaigrid(clock_start=...) cannot apply per test: the session's "
+            "emulator has one clock that every test shares. Set the ini option "
+            "scaigrid_clock_start for the session, or move the clock with scaigrid.advance()"
+        )
+    return options
+
+
+def verdict_mode(request: pytest.FixtureRequest, options: dict[str, Any]) -> str:
+    where = "@pytest.mark.scaigrid(verdict=...)" if "verdict" in options else "scaigrid_verdict"
+    mode = options.get("verdict") or ini(request.config, "scaigrid_verdict") or "off"
+    if mode not in VERDICT_MODES:
+        raise pytest.UsageError(f"{where}: {mode!r} is not one of {', '.join(VERDICT_MODES)}")
+    return str(mode)
