@@ -24,11 +24,13 @@ this module holds the hooks and the fixtures, and names every public class users
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
 from emulator.clock import iso
+from emulator.errors import ConfigError
 from emulator.plugin.handle import PROBE, EmulatorRefused, Scaigrid, SignatureMismatch, Sink
 from emulator.plugin.options import (
     INI_OPTIONS,
@@ -36,6 +38,7 @@ from emulator.plugin.options import (
     VERDICT_MODES,
     ini,
     marker_options,
+    refused,
     session_settings,
     tenant_count,
     verdict_mode,
@@ -155,6 +158,17 @@ def _judge(handle: Scaigrid, mode: str) -> None:
     pytest.fail("\n".join(lines), pytrace=False)
 
 
+Server = TypeVar("Server", EmulatorServer, InProcessServer)
+
+
+def _built(kind: type[Server], config: pytest.Config, db: Path) -> Server:
+    """The session's server, from the ini options; settings it refuses are a usage error."""
+    try:
+        return kind(session_settings(config, db))
+    except ConfigError as exc:
+        raise refused(exc) from None
+
+
 @pytest.fixture(scope="session")
 def scaigrid_server(
     tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config
@@ -162,7 +176,7 @@ def scaigrid_server(
     """One emulator on loopback for the session: frozen clock, seed 0 (or the ini options), a
     database in a temporary folder."""
     db = tmp_path_factory.mktemp("scaigrid") / "emulator.db"
-    server = EmulatorServer(session_settings(pytestconfig, db))
+    server = _built(EmulatorServer, pytestconfig, db)
     server.start()
     yield server
     server.stop()
@@ -180,7 +194,7 @@ def scaigrid_inprocess_server(
 ) -> Iterator[InProcessServer]:
     """One emulator in this process for the session, with no socket (same settings)."""
     db = tmp_path_factory.mktemp("scaigrid-inprocess") / "emulator.db"
-    server = InProcessServer(session_settings(pytestconfig, db))
+    server = _built(InProcessServer, pytestconfig, db)
     server.start()
     yield server
     server.stop()

@@ -4,6 +4,8 @@ a bad value being a `pytest.UsageError` that names it."""
 
 from __future__ import annotations
 
+import os
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,24 @@ INI_OPTIONS = {
     "scaigrid_tenants": "how many tenants each test gets (default 1; `scaigrid.tenants`)",
     "scaigrid_clock_start": "ISO-8601 instant the session's frozen clock starts at",
     "scaigrid_verdict": "off (default) or strict: fail a test at teardown on verdict findings",
+    "scaigrid_upstream": "OpenAI-compatible base URL the session's emulator relays inference to",
+    "scaigrid_upstream_key": "bearer key for the upstream (else $SCAIGRID_EMULATOR_UPSTREAM_KEY)",
+    "scaigrid_upstream_model_map": "model names for the upstream: ours=theirs,... (*=name)",
+    "scaigrid_upstream_concurrency": "upstream calls in flight at once (default 8)",
+    "scaigrid_upstream_timeout": "seconds an upstream call may take (default 60)",
+    "scaigrid_record": "folder each upstream answer is recorded in (relative: to the ini file)",
+    "scaigrid_replay": "folder of recordings to answer from (relative: to the ini file)",
+    "scaigrid_replay_miss": "a request not recorded: error (default), fake or upstream",
 }
+#: the settings ini options give the session's server, `scaigrid_<name>` each
+SESSION_SETTINGS = (
+    "seed", "scenario", "clock_start", "upstream", "upstream_key", "upstream_model_map",
+    "upstream_concurrency", "upstream_timeout", "record", "replay", "replay_miss",
+)  # fmt: skip
+#: folders a suite keeps with its code: a relative one is the ini file's, whatever the cwd
+FOLDERS = ("record", "replay")
+#: kept out of a committed ini file: without the option, the variable `serve` reads
+FROM_ENV = ("upstream_key",)
 
 
 def ini(config: pytest.Config, name: str) -> str | None:
@@ -39,16 +58,29 @@ def session_settings(config: pytest.Config, db: Path) -> Settings:
     `scaigrid_clock_start` the clock starts now, to the second (an instant it can be put back
     to exactly)."""
     changes: dict[str, Any] = {}
-    for name in ("seed", "scenario", "clock_start"):  # parsed as `serve` parses its flags
+    for name in SESSION_SETTINGS:  # parsed as `serve` parses its flags
         raw = ini(config, f"scaigrid_{name}")
+        if raw is None and name in FROM_ENV:
+            raw = os.environ.get(SETTINGS_BY_NAME[name].env) or None
         if raw is not None:
             try:
                 changes[name] = SETTINGS_BY_NAME[name].parse(raw)
             except (ValueError, ConfigError) as exc:
                 raise pytest.UsageError(f"ini option scaigrid_{name}: {raw!r}: {exc}") from None
+    base = config.inipath.parent if config.inipath is not None else config.rootpath
+    for name in FOLDERS:
+        if name in changes:
+            changes[name] = base / changes[name]  # an absolute path stays as it is
     tenant_count(ini(config, "scaigrid_tenants") or "1", "ini option scaigrid_tenants")
     now = datetime.now(UTC).replace(microsecond=0)
     return Settings(db=str(db), clock="frozen", seed=0, clock_start=now).replace(**changes)
+
+
+def refused(exc: ConfigError) -> pytest.UsageError:
+    """The server's refusal of settings the ini options gave together (`--record` without
+    `--upstream`, a `--replay` folder that is not there), naming the ini options."""
+    said = re.sub(r"--([a-z][a-z-]*)", lambda m: "scaigrid_" + m[1].replace("-", "_"), str(exc))
+    return pytest.UsageError(f"the scaigrid ini options: {said}")
 
 
 def tenant_count(value: Any, where: str) -> int:
