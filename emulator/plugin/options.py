@@ -51,6 +51,13 @@ def ini(config: pytest.Config, name: str) -> str | None:
 
 
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
+_BY_FLAG = {s.flag: s.name for s in SETTINGS}
+#: a whole flag (`--replay`, not the start of `--replay-miss` or of a folder's name)
+_FLAG = re.compile(
+    r"(?<![\w-])("
+    + "|".join(sorted(map(re.escape, _BY_FLAG), key=len, reverse=True))
+    + r")(?![\w-])"
+)
 
 
 def session_settings(config: pytest.Config, db: Path) -> Settings:
@@ -79,7 +86,7 @@ def session_settings(config: pytest.Config, db: Path) -> Settings:
 def refused(exc: ConfigError) -> pytest.UsageError:
     """The server's refusal of settings the ini options gave together (`--record` without
     `--upstream`, a `--replay` folder that is not there), naming the ini options."""
-    said = re.sub(r"--([a-z][a-z-]*)", lambda m: "scaigrid_" + m[1].replace("-", "_"), str(exc))
+    said = _FLAG.sub(lambda m: "scaigrid_" + _BY_FLAG[m[0]], str(exc))
     return pytest.UsageError(f"the scaigrid ini options: {said}")
 
 
