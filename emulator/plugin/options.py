@@ -15,6 +15,7 @@ import pytest
 from emulator.errors import ConfigError
 from emulator.settings import SETTINGS, Settings
 
+SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
 MARKER_KEYS = ("seed", "scenario", "tenants", "clock_start", "verdict")
 #: the verdict's modes: `strict` fails a test at teardown on any finding of its tenants
 VERDICT_MODES = ("off", "strict")
@@ -24,24 +25,30 @@ INI_OPTIONS = {
     "scaigrid_tenants": "how many tenants each test gets (default 1; `scaigrid.tenants`)",
     "scaigrid_clock_start": "ISO-8601 instant the session's frozen clock starts at",
     "scaigrid_verdict": "off (default) or strict: fail a test at teardown on verdict findings",
-    "scaigrid_upstream": "OpenAI-compatible base URL the session's emulator relays inference to",
-    "scaigrid_upstream_key": "bearer key for the upstream (else $SCAIGRID_EMULATOR_UPSTREAM_KEY)",
-    "scaigrid_upstream_model_map": "model names for the upstream: ours=theirs,... (*=name)",
-    "scaigrid_upstream_concurrency": "upstream calls in flight at once (default 8)",
-    "scaigrid_upstream_timeout": "seconds an upstream call may take (default 60)",
-    "scaigrid_record": "folder each upstream answer is recorded in (relative: to the ini file)",
-    "scaigrid_replay": "folder of recordings to answer from (relative: to the ini file)",
-    "scaigrid_replay_miss": "a request not recorded: error (default), fake or upstream",
 }
-#: the settings ini options give the session's server, `scaigrid_<name>` each
-SESSION_SETTINGS = (
-    "seed", "scenario", "clock_start", "upstream", "upstream_key", "upstream_model_map",
-    "upstream_concurrency", "upstream_timeout", "record", "replay", "replay_miss",
+#: the settings of `serve` that relay and replay, each an ini option `scaigrid_<name>`
+UPSTREAM_SETTINGS = (
+    "upstream", "upstream_key", "upstream_model_map", "upstream_concurrency", "upstream_timeout",
+    "record", "replay", "replay_miss",
 )  # fmt: skip
+#: the settings ini options give the session's server
+SESSION_SETTINGS = ("seed", "scenario", "clock_start", *UPSTREAM_SETTINGS)
 #: folders a suite keeps with its code: a relative one is the ini file's, whatever the cwd
 FOLDERS = ("record", "replay")
 #: kept out of a committed ini file: without the option, the variable `serve` reads
 FROM_ENV = ("upstream_key",)
+
+
+def _help(name: str) -> str:
+    """An upstream option's help: its setting's, and where a default or a folder comes from."""
+    s = SETTINGS_BY_NAME[name]
+    shown = "" if s.default is None else f" (default {s.default})"
+    where = "; relative: to the ini file" if name in FOLDERS else ""
+    env = f"; unset: ${s.env}" if name in FROM_ENV else ""
+    return f"{s.help}{shown}{where}{env}"
+
+
+INI_OPTIONS.update({f"scaigrid_{name}": _help(name) for name in UPSTREAM_SETTINGS})
 
 
 def ini(config: pytest.Config, name: str) -> str | None:
@@ -50,7 +57,6 @@ def ini(config: pytest.Config, name: str) -> str | None:
     return text or None
 
 
-SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
 _BY_FLAG = {s.flag: s.name for s in SETTINGS}
 #: a whole flag (`--replay`, not the start of `--replay-miss` or of a folder's name)
 _FLAG = re.compile(
