@@ -56,6 +56,7 @@ class Upstream:
         return cls(
             client,
             ModelMap(s.upstream_model_map or ()),
+            # the record folder first: made now, a replay of the same folder finds it at once
             record=None if s.record is None else Tape(s.record, create=True),
             replay=None if s.replay is None else Tape(s.replay, create=False),
             miss=s.replay_miss,
