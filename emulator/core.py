@@ -70,7 +70,7 @@ class Emulator:
         links = ImageLinks(self.signer, self.clock, settings.base_url)
         self.engine = Engine(settings.seed, self.catalogue, links)
         # a real model behind live calls and batch lines, or None: every answer is the engine's
-        self.upstream = Upstream.from_settings(settings)
+        self.upstream = Upstream.from_settings(settings, self.metrics)
         self.live = Live(self.engine, self.clock, self.scenarios, self.metrics, self.upstream)
         config = SourceConfig(settings.scaidrive_root, settings.s3_endpoint_url)
         self.sources = Sources(config, http)

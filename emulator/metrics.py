@@ -12,11 +12,28 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from emulator.errors import (
+    BackendError,
+    BackendRateLimited,
+    BackendTimeout,
+    EmulatorError,
+    UpstreamShapeMismatch,
+)
+
 PREFIX = "scaigrid_emulator_"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 UNMATCHED = "unmatched"
 #: methods counted by name; any other is `other` (a method is the client's free text)
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+#: an upstream call's outcome, by the code of the error it ended in (`ok` when it ended in none)
+UPSTREAM_OUTCOMES = {
+    BackendRateLimited.code: "rate_limited",
+    BackendTimeout.code: "timeout",
+    BackendError.code: "error",
+    UpstreamShapeMismatch.code: "shape_mismatch",
+}
+#: what a look into a replay folder finds (`miss`: no recording, or one that cannot be read)
+REPLAY_OUTCOMES = ("hit", "miss")
 
 
 class Metrics:
@@ -33,9 +50,22 @@ class Metrics:
         #: (kind, code) -> faults a scenario injected: `api` (an API call refused or
         #: rate-limited), `request` (a live or batch request failed), `webhook` (an attempt spoilt)
         self.faults: defaultdict[tuple[str, str], int] = defaultdict(int)
+        #: (route, outcome) -> calls the upstream answered, or failed to (`UPSTREAM_OUTCOMES`)
+        self.upstream_calls: defaultdict[tuple[str, str], int] = defaultdict(int)
+        #: upstream calls holding one of the `--upstream-concurrency` turns right now
+        self.upstream_in_flight = 0
+        #: outcome (`REPLAY_OUTCOMES`) -> requests looked up in the `--replay` folder
+        self.replays: defaultdict[str, int] = defaultdict(int)
+        #: files written to the `--record` folder
+        self.recordings = 0
 
     def request(self, route: str, method: str, status: int) -> None:
         self.requests[(route, method if method in METHODS else "other", status)] += 1
+
+    def upstream_call(self, route: str, error: EmulatorError | None) -> None:
+        """One call's outcome: `ok`, or the kind of the error that request now carries."""
+        outcome = "ok" if error is None else UPSTREAM_OUTCOMES.get(error.code, "error")
+        self.upstream_calls[(route, outcome)] += 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +109,31 @@ def render(metrics: Metrics, census: Census, statuses: Iterable[str], version: s
         out, "scenario_faults_total", "counter", "Faults scenarios injected, by kind and code.",
         [({"kind": k, "code": c}, n) for (k, c), n in sorted(metrics.faults.items())],
     )  # fmt: skip
+    _upstream(out, metrics)
     return ("\n".join(out) + "\n").encode()
+
+
+def _upstream(out: list[str], metrics: Metrics) -> None:
+    _family(
+        out, "upstream_calls_total", "counter",
+        "Calls to the upstream, by route and outcome (ok, rate_limited, timeout, error, "
+        "shape_mismatch); a replayed recording is not a call.",
+        [({"route": r, "outcome": o}, n) for (r, o), n in sorted(metrics.upstream_calls.items())],
+    )  # fmt: skip
+    _family(
+        out, "upstream_calls_in_flight", "gauge",
+        "Calls to the upstream sent and not yet answered (at most --upstream-concurrency).",
+        [({}, metrics.upstream_in_flight)],
+    )  # fmt: skip
+    _family(
+        out, "upstream_replays_total", "counter",
+        "Requests looked up in the --replay folder, by outcome (miss: none, or unreadable).",
+        [({"outcome": o}, metrics.replays.get(o, 0)) for o in REPLAY_OUTCOMES],
+    )  # fmt: skip
+    _family(
+        out, "upstream_recordings_total", "counter",
+        "Upstream answers written to the --record folder.", [({}, metrics.recordings)],
+    )  # fmt: skip
 
 
 def _family(

@@ -41,6 +41,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "emulator.cli",
             "emulator.client",
             "emulator.pytest_plugin",
+            "emulator.plugin",
             "emulator.__main__",
             "emulator.conformance",
         ),

@@ -187,7 +187,7 @@ def test_the_two_commands_are_there() -> None:
 
 @pytest.mark.slow
 def test_health_and_metrics_example_runs_as_written(server: str, tmp_path: Path) -> None:
-    block = next(b for b in shell_blocks() if "/metrics" in b)
+    block = next(b for b in shell_blocks() if "/health" in b)
     lines = run_block(block, server, tmp_path).strip().splitlines()
     assert orjson.loads(lines[0])["data"]["status"] == "healthy"
     assert (

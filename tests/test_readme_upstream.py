@@ -88,12 +88,26 @@ def check_output(lines: list[str]) -> None:
     ]
 
 
+def check_metrics(front: str, cwd: Path) -> None:
+    """The metrics block against `front` prints exactly the lines the README shows."""
+    script = marked("upstream-metrics", "sh").replace("http://127.0.0.1:8080", front)
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        capture_output=True, text=True, cwd=cwd, check=False, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    shown = SECTION[SECTION.index("<!-- example: upstream-metrics -->") :]
+    text = re.search(r"```text\n(.*?)```", shown, re.DOTALL)
+    assert text and done.stdout == text.group(1)
+
+
 @pytest.mark.slow
 def test_the_worked_example_runs_as_written_and_replays(tmp_path: Path) -> None:
     upstream_cmd, front_cmd = marked("upstream-servers", "sh").strip().splitlines()
     with serve(upstream_cmd, tmp_path) as upstream:
         with serve(front_cmd.replace("http://127.0.0.1:8081", upstream), tmp_path) as front:
             check_output(run_client(front, tmp_path))
+            check_metrics(front, tmp_path)
     recorded = answers(tmp_path / "results.jsonl")
     assert len(recorded) == 1000 and all(r["status"] == "ok" for r in recorded)
     assert len(list((tmp_path / "tape").iterdir())) == 1000

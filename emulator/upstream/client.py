@@ -13,6 +13,7 @@ import orjson
 
 from emulator.endpoints import IMAGES, OPENAI_PATHS
 from emulator.errors import BackendError, BackendTimeout
+from emulator.metrics import Metrics
 
 if TYPE_CHECKING:
     import httpx
@@ -40,7 +41,9 @@ class UpstreamClient:
         key: str | None,
         concurrency: int,
         timeout: float,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics or Metrics()
         self.base_url, self.timeout, self.concurrency = base_url.rstrip("/"), timeout, concurrency
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         # the semaphore, not the pool, queues calls: time spent waiting for a turn is not the
@@ -59,6 +62,7 @@ class UpstreamClient:
 
         url = self.base_url + PATHS[route]
         async with self._turns:
+            self.metrics.upstream_in_flight += 1  # holding a turn: sent, or about to be
             try:
                 # the whole call, not each read: an upstream that trickles bytes is slow too
                 async with asyncio.timeout(self.timeout):
@@ -73,6 +77,8 @@ class UpstreamClient:
                 raise BackendError(
                     f"The upstream connection failed ({type(exc).__name__})."
                 ) from exc
+            finally:
+                self.metrics.upstream_in_flight -= 1
         try:
             parsed = orjson.loads(resp.content)
         except orjson.JSONDecodeError:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from emulator.errors import ConfigError, ReplayMiss
+from emulator.errors import ConfigError, EmulatorError, ReplayMiss
+from emulator.metrics import Metrics
 from emulator.settings import Settings
 from emulator.upstream.answers import translate
 from emulator.upstream.client import PATHS, Reply, UpstreamClient
@@ -31,13 +32,15 @@ class Upstream:
         record: Tape | None = None,
         replay: Tape | None = None,
         miss: str = "error",
+        metrics: Metrics | None = None,
     ) -> None:
         self.client, self.models = client, models
         self.record, self.replay, self.miss = record, replay, miss
+        self.metrics = metrics or Metrics()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Upstream | None:
-        s = settings
+    def from_settings(cls, settings: Settings, metrics: Metrics | None = None) -> Upstream | None:
+        s, metrics = settings, metrics or Metrics()
         if s.upstream is None:
             if s.record is not None:
                 raise ConfigError("--record needs --upstream: it records the upstream's answers")
@@ -48,14 +51,16 @@ class Upstream:
         client = None
         if s.upstream is not None:
             client = UpstreamClient(
-                s.upstream, s.upstream_key, s.upstream_concurrency, s.upstream_timeout
+                s.upstream, s.upstream_key, s.upstream_concurrency, s.upstream_timeout, metrics
             )
         return cls(
             client,
             ModelMap(s.upstream_model_map or ()),
+            # the record folder first: made now, a replay of the same folder finds it at once
             record=None if s.record is None else Tape(s.record, create=True),
             replay=None if s.replay is None else Tape(s.replay, create=False),
             miss=s.replay_miss,
+            metrics=metrics,
         )
 
     @property
@@ -73,29 +78,53 @@ class Upstream:
         sent.pop("stream", None)
         sent.pop("stream_options", None)
         request = normalise(route, sent)
-        reply = await self._reply(route, sent, request)
-        if reply is None:
-            return None
-        return translate(
-            route, reply, model=body["model"], response_id=response_id, created=created
-        )
-
-    async def _reply(
-        self, route: str, sent: dict[str, Any], request: dict[str, Any]
-    ) -> Reply | None:
+        model = body["model"]
         if self.replay is not None:
-            recorded = self.replay.get(request)
+            recorded = self._replayed(route, request)
             if recorded is not None:
-                return recorded
+                return translate(
+                    route, recorded, model=model, response_id=response_id, created=created
+                )
             if self.miss == "fake":
                 return None
-            if self.miss == "error":
-                raise ReplayMiss(f"No recording of this {route} request in {self.replay.folder}.")
+        return await self._called(route, sent, request, model, response_id, created)
+
+    def _replayed(self, route: str, request: dict[str, Any]) -> Reply | None:
+        """The recording of `request`, or None if it has none and the miss is not an error."""
+        assert self.replay is not None
+        try:
+            recorded = self.replay.get(request)
+        except ReplayMiss:  # a recording that cannot be read
+            self.metrics.replays["miss"] += 1
+            raise
+        self.metrics.replays["miss" if recorded is None else "hit"] += 1
+        if recorded is None and self.miss == "error":
+            raise ReplayMiss(f"No recording of this {route} request in {self.replay.folder}.")
+        return recorded
+
+    async def _called(
+        self,
+        route: str,
+        sent: dict[str, Any],
+        request: dict[str, Any],
+        model: str,
+        response_id: str | None,
+        created: int,
+    ) -> dict[str, Any]:
+        """Ask the upstream, record what it says, translate it: where a call's outcome is
+        decided, so where it is counted (a recording replayed is not a call)."""
         assert self.client is not None  # from_settings: no upstream, no asking it
-        reply = await self.client.post(route, sent)
-        if self.record is not None:
-            self.record.put(request, reply)
-        return reply
+        try:
+            reply = await self.client.post(route, sent)
+            if self.record is not None:
+                self.record.put(request, reply)
+                self.metrics.recordings += 1
+            answer = translate(route, reply, model=model, response_id=response_id, created=created)
+        except EmulatorError as exc:
+            self.metrics.upstream_call(route, exc)
+            raise
+        self.metrics.upstream_call(route, None)
+        return answer
 
     async def aclose(self) -> None:
         if self.client is not None:
