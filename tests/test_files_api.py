@@ -14,7 +14,7 @@ import httpx
 import pytest
 from conftest import Harness, assert_error, chat_line, jsonl, key
 
-from emulator.batch.files import CHUNK_BYTES
+from emulator.batch.files import CHUNK_BYTES, CHUNKS_PER_WRITE
 
 ISO_MS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 START_ISO = "2026-01-01T00:00:00.000Z"
@@ -326,6 +326,28 @@ async def test_large_upload_over_the_limit_stores_no_chunks(make_emu: MakeEmu) -
     assert await file_ids(emu.client) == []
     rows = await emu.core.store._all("SELECT COUNT(*) FROM file_chunks")
     assert rows[0][0] == 0
+
+
+async def test_a_quota_refusal_with_a_write_in_flight_stores_no_chunks(make_emu: MakeEmu) -> None:
+    """Chunks are written while the next ones are read; a refusal past the limit waits for the
+    write in flight and then deletes everything, and the next upload starts clean."""
+    writes = CHUNKS_PER_WRITE * CHUNK_BYTES
+    emu = await make_emu(max_input_bytes=2 * writes + CHUNK_BYTES)
+    resp = await upload(emu.client, b"y" * (3 * writes))
+    assert_error(resp, 429, "QUOTA_EXCEEDED")
+    assert (await emu.core.store._all("SELECT COUNT(*) FROM file_chunks"))[0][0] == 0
+    f = await upload_ok(emu.client, b"{}\n")
+    assert (await emu.client.get(f"/v1/files/{f['id']}/content")).content == b"{}\n"
+
+
+async def test_a_file_of_many_writes_reads_back_byte_for_byte(make_emu: MakeEmu) -> None:
+    """Three writes of chunks and a short tail, written while the body is still being read,
+    come back in order."""
+    emu = await make_emu()
+    lines = b"".join(b'{"n": %d}\n' % i for i in range(3 * CHUNKS_PER_WRITE * CHUNK_BYTES // 10))
+    f = await upload_ok(emu.client, lines)
+    assert f["bytes"] == len(lines) and f["line_count"] == lines.count(b"\n")
+    assert (await emu.client.get(f"/v1/files/{f['id']}/content")).content == lines
 
 
 # --- tenant isolation ----------------------------------------------------------------------------

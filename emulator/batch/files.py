@@ -6,6 +6,8 @@ so an upload of any size is never held in memory.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import itertools
 from collections.abc import AsyncIterator
@@ -96,6 +98,10 @@ class Files:
         digest, lines, size = hashlib.sha256(), LineCounter(), 0
         pending: list[bytes] = []  # less than CHUNK_BYTES not yet stored, in order
         held, batch, n = 0, [], 0
+        # One write in flight while the next chunks are read: the database works in its own
+        # thread, so reading (and hashing) the body and writing it to the store overlap instead
+        # of taking turns. At most two writes' worth of chunks are held.
+        writing: asyncio.Task[None] | None = None
         try:
             async for chunk in chunks:
                 size += len(chunk)
@@ -114,13 +120,20 @@ class Files:
                     pending = [joined[whole:]] if whole < len(joined) else []
                     held = len(joined) - whole
                 if len(batch) >= CHUNKS_PER_WRITE:
-                    await self.store.insert_file_chunks(seq, batch)
+                    if writing is not None:
+                        await writing
+                    writing = asyncio.create_task(self.store.insert_file_chunks(seq, batch))
                     batch = []
             if pending:
                 batch.append((n, b"".join(pending)))
+            if writing is not None:
+                await writing
             if batch:
                 await self.store.insert_file_chunks(seq, batch)
         except BaseException:
+            if writing is not None:  # let it end before its chunks are deleted
+                with contextlib.suppress(BaseException):
+                    await asyncio.shield(writing)
             await self.store.delete_file_chunks(seq)
             raise
         return Content(seq, size, lines.total(), digest.hexdigest())
