@@ -77,16 +77,9 @@ def _fuzz(op: Any, mode: GenerationMode, base_url: str, session: requests.Sessio
     )
     def run(case: Any) -> None:
         ran.append(1)
-        asked = _asked_failure(op.label, case)
-        try:
-            if asked is not None:
-                resp = case.call(base_url=base_url, session=session, timeout=10)
-                assert resp.status_code in (asked, 422), resp.status_code
-                return
-            # a timeout is a hang: no answer in 10 s fails the case
-            case.call_and_validate(base_url=base_url, session=session, timeout=10, checks=CHECKS)
-        except (Exception, BaseExceptionGroup) as exc:  # every failure collected and reported
-            failures.append(f"{op.label} [{mode.value}]: {str(exc)[:2000]}")
+        failure = _check(op.label, case, base_url, session)
+        if failure is not None:
+            failures.append(f"{op.label} [{mode.value}]: {failure}")
 
     try:
         run()
@@ -102,16 +95,25 @@ def _cover(schema: Any, op: Any, base_url: str, session: requests.Session) -> tu
     for case in schema.iter_coverage_cases(op, generation_modes=list(EXAMPLES),
                                            generation_config=config):  # fmt: skip
         ran += 1
-        asked = _asked_failure(op.label, case)
-        try:
-            if asked is not None:
-                resp = case.call(base_url=base_url, session=session, timeout=10)
-                assert resp.status_code in (asked, 422), resp.status_code
-                continue
-            case.call_and_validate(base_url=base_url, session=session, timeout=10, checks=CHECKS)
-        except (Exception, BaseExceptionGroup) as exc:
-            failures.append(f"{op.label} [coverage]: {str(exc)[:2000]}")
+        failure = _check(op.label, case, base_url, session)
+        if failure is not None:
+            failures.append(f"{op.label} [coverage]: {failure}")
     return ran, failures
+
+
+def _check(label: str, case: Any, base_url: str, session: requests.Session) -> str | None:
+    """Send one case and check its answer: the failure as text, or None."""
+    asked = _asked_failure(label, case)
+    try:
+        if asked is not None:
+            resp = case.call(base_url=base_url, session=session, timeout=10)
+            assert resp.status_code in (asked, 422), resp.status_code
+            return None
+        # a timeout is a hang: no answer in 10 s fails the case
+        case.call_and_validate(base_url=base_url, session=session, timeout=10, checks=CHECKS)
+    except (Exception, BaseExceptionGroup) as exc:  # every failure collected and reported
+        return str(exc)[:2000]
+    return None
 
 
 @pytest.mark.slow
